@@ -1,0 +1,355 @@
+//! The worker's settings: `IMGFLEET_*` environment variables over an optional TOML file
+//! (`IMGFLEET_CONFIG`), validated at start-up with errors that name the variable.
+//!
+//! AWS settings (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials) are read by the AWS SDK's own
+//! default chain and are not part of this type.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Every environment variable the worker reads, in the order the README documents them.
+pub const ENV_VARS: &[&str] = &[
+    "IMGFLEET_CONFIG",
+    "IMGFLEET_QUEUE_URL",
+    "IMGFLEET_DLQ_URL",
+    "IMGFLEET_OUTPUT_BUCKET",
+    "IMGFLEET_OUTPUT_PREFIX",
+    "IMGFLEET_KEY_TEMPLATE",
+    "IMGFLEET_REDIS_URL",
+    "IMGFLEET_EVENTS_STREAM",
+    "IMGFLEET_EVENTS_MAXLEN",
+    "IMGFLEET_METRICS_ADDR",
+    "IMGFLEET_CONCURRENCY",
+    "IMGFLEET_SHUTDOWN_GRACE_SECS",
+    "IMGFLEET_VISIBILITY_TIMEOUT_SECS",
+    "IMGFLEET_PRESETS",
+    "IMGFLEET_CACHE_CONTROL",
+    "IMGFLEET_SSE",
+    "IMGFLEET_SSE_KMS_KEY_ID",
+    "IMGFLEET_LOG_FORMAT",
+    "IMGFLEET_WORKER_ID",
+    "IMGFLEET_ECS_TASK_PROTECTION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+];
+
+/// Default rendition key template: `renditions/uploads/u/42/me/thumb.webp` for `uploads/u/42/me.jpg`.
+pub const DEFAULT_KEY_TEMPLATE: &str = "{prefix}{stem}/{rendition}.{ext}";
+
+/// Server-side encryption for stored renditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    Aes256,
+    Kms { key_id: Option<String> },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for ECS / CloudWatch).
+    Json,
+}
+
+/// The worker's validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// SQS queue to long-poll; required by `imgfleet run`.
+    pub queue_url: Option<String>,
+    /// Dead-letter queue, sampled for the `imgfleet_dlq_messages_visible` gauge.
+    pub dlq_url: Option<String>,
+    /// Bucket renditions go to; `None` means the source object's bucket.
+    pub output_bucket: Option<String>,
+    /// Prefix every rendition key starts with; objects under it never trigger processing.
+    pub output_prefix: String,
+    /// Rendition key template; see [`DEFAULT_KEY_TEMPLATE`].
+    pub key_template: String,
+    pub redis_url: String,
+    /// Redis stream (and pub/sub channel) events go to.
+    pub events_stream: String,
+    /// Approximate `MAXLEN` the stream is trimmed to.
+    pub events_maxlen: u64,
+    pub metrics_addr: SocketAddr,
+    /// Jobs decoded at once; `None` means the CPUs available to the process.
+    pub concurrency: Option<usize>,
+    pub shutdown_grace_secs: u64,
+    /// Visibility each received message gets, renewed by the heartbeat while its job runs.
+    pub visibility_timeout_secs: u32,
+    /// Preset TOML file; `None` means the built-in profile preset.
+    pub presets: Option<PathBuf>,
+    pub cache_control: String,
+    pub sse: Option<Sse>,
+    pub log_format: LogFormat,
+    pub worker_id: Option<String>,
+    /// Hold ECS task scale-in protection while jobs are in flight.
+    pub ecs_task_protection: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            queue_url: None,
+            dlq_url: None,
+            output_bucket: None,
+            output_prefix: "renditions/".into(),
+            key_template: DEFAULT_KEY_TEMPLATE.into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            events_stream: crate::event::DEFAULT_STREAM.into(),
+            events_maxlen: 100_000,
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            concurrency: None,
+            shutdown_grace_secs: 25,
+            visibility_timeout_secs: 120,
+            presets: None,
+            cache_control: "public, max-age=31536000, immutable".into(),
+            sse: Some(Sse::Aes256),
+            log_format: LogFormat::Text,
+            worker_id: None,
+            ecs_task_protection: false,
+        }
+    }
+}
+
+/// A setting that could not be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{var}: {problem}")]
+    Invalid { var: &'static str, problem: String },
+    #[error("IMGFLEET_CONFIG: cannot read {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("IMGFLEET_CONFIG: {path} is not a valid config file: {source}")]
+    FileToml { path: PathBuf, source: toml::de::Error },
+}
+
+/// The TOML file: the same settings, named without the `IMGFLEET_` prefix, in lower case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    queue_url: Option<String>,
+    dlq_url: Option<String>,
+    output_bucket: Option<String>,
+    output_prefix: Option<String>,
+    key_template: Option<String>,
+    redis_url: Option<String>,
+    events_stream: Option<String>,
+    events_maxlen: Option<u64>,
+    metrics_addr: Option<String>,
+    concurrency: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+    visibility_timeout_secs: Option<u32>,
+    presets: Option<PathBuf>,
+    cache_control: Option<String>,
+    sse: Option<String>,
+    sse_kms_key_id: Option<String>,
+    log_format: Option<String>,
+    worker_id: Option<String>,
+    ecs_task_protection: Option<bool>,
+}
+
+impl Config {
+    /// Reads the process environment (and the file `IMGFLEET_CONFIG` names).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        let file = match get("IMGFLEET_CONFIG") {
+            Some(path) => read_file(PathBuf::from(path))?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let string = |var: &'static str, file: Option<String>| get(var).or(file);
+        let number = |var: &'static str, file: Option<u64>| -> Result<Option<u64>, ConfigError> {
+            match get(var) {
+                Some(v) => v.trim().parse().map(Some).map_err(|_| invalid(var, format!("{v:?} is not a whole number"))),
+                None => Ok(file),
+            }
+        };
+
+        let metrics_addr = match string("IMGFLEET_METRICS_ADDR", file.metrics_addr) {
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid("IMGFLEET_METRICS_ADDR", format!("{v:?} is not an address like 0.0.0.0:9090")))?,
+            None => d.metrics_addr,
+        };
+        let concurrency = number("IMGFLEET_CONCURRENCY", file.concurrency.map(|c| c as u64))?;
+        if concurrency == Some(0) {
+            return Err(invalid("IMGFLEET_CONCURRENCY", "must be at least 1".into()));
+        }
+        let visibility = number("IMGFLEET_VISIBILITY_TIMEOUT_SECS", file.visibility_timeout_secs.map(u64::from))?
+            .unwrap_or(u64::from(d.visibility_timeout_secs));
+        if !(10..=43_200).contains(&visibility) {
+            return Err(invalid("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "must be 10..=43200 seconds".into()));
+        }
+        let sse_kms_key_id = string("IMGFLEET_SSE_KMS_KEY_ID", file.sse_kms_key_id);
+        let sse = match string("IMGFLEET_SSE", file.sse).as_deref().map(str::trim) {
+            None => d.sse.clone(),
+            Some("AES256") => Some(Sse::Aes256),
+            Some("aws:kms") => Some(Sse::Kms { key_id: sse_kms_key_id }),
+            Some("none") => None,
+            Some(other) => {
+                return Err(invalid("IMGFLEET_SSE", format!("{other:?} is not one of AES256, aws:kms, none")));
+            }
+        };
+        let log_format = match string("IMGFLEET_LOG_FORMAT", file.log_format).as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(invalid("IMGFLEET_LOG_FORMAT", format!("{other:?} is not text or json"))),
+        };
+        let ecs_task_protection = match get("IMGFLEET_ECS_TASK_PROTECTION") {
+            Some(v) => parse_bool(&v).ok_or_else(|| invalid("IMGFLEET_ECS_TASK_PROTECTION", format!("{v:?} is not true or false")))?,
+            None => file.ecs_task_protection.unwrap_or(false),
+        };
+        let output_prefix = string("IMGFLEET_OUTPUT_PREFIX", file.output_prefix).unwrap_or(d.output_prefix);
+        if output_prefix.starts_with('/') {
+            return Err(invalid("IMGFLEET_OUTPUT_PREFIX", "must not start with '/'".into()));
+        }
+        let key_template = string("IMGFLEET_KEY_TEMPLATE", file.key_template).unwrap_or(d.key_template);
+        validate_template(&key_template)?;
+        let queue_url = string("IMGFLEET_QUEUE_URL", file.queue_url);
+        if let Some(q) = &queue_url {
+            if !(q.starts_with("https://") || q.starts_with("http://")) {
+                return Err(invalid("IMGFLEET_QUEUE_URL", format!("{q:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)")));
+            }
+        }
+        Ok(Config {
+            queue_url,
+            dlq_url: string("IMGFLEET_DLQ_URL", file.dlq_url),
+            output_bucket: string("IMGFLEET_OUTPUT_BUCKET", file.output_bucket),
+            output_prefix,
+            key_template,
+            redis_url: string("IMGFLEET_REDIS_URL", file.redis_url).unwrap_or(d.redis_url),
+            events_stream: string("IMGFLEET_EVENTS_STREAM", file.events_stream).unwrap_or(d.events_stream),
+            events_maxlen: number("IMGFLEET_EVENTS_MAXLEN", file.events_maxlen)?.unwrap_or(d.events_maxlen),
+            metrics_addr,
+            concurrency: concurrency.map(|c| c as usize),
+            shutdown_grace_secs: number("IMGFLEET_SHUTDOWN_GRACE_SECS", file.shutdown_grace_secs)?
+                .unwrap_or(d.shutdown_grace_secs),
+            visibility_timeout_secs: visibility as u32,
+            presets: string("IMGFLEET_PRESETS", None).map(PathBuf::from).or(file.presets),
+            cache_control: string("IMGFLEET_CACHE_CONTROL", file.cache_control).unwrap_or(d.cache_control),
+            sse,
+            log_format,
+            worker_id: string("IMGFLEET_WORKER_ID", file.worker_id),
+            ecs_task_protection,
+        })
+    }
+}
+
+fn invalid(var: &'static str, problem: String) -> ConfigError {
+    ConfigError::Invalid { var, problem }
+}
+
+fn read_file(path: PathBuf) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::FileToml { path, source })
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The placeholders a key template may use.
+pub const TEMPLATE_FIELDS: &[&str] = &["prefix", "key", "stem", "preset", "rendition", "ext"];
+
+fn validate_template(t: &str) -> Result<(), ConfigError> {
+    let var = "IMGFLEET_KEY_TEMPLATE";
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or_else(|| invalid(var, "unclosed '{'".into()))? + open;
+        let field = &rest[open + 1..close];
+        if !TEMPLATE_FIELDS.contains(&field) {
+            return Err(invalid(var, format!("unknown placeholder {{{field}}}; use {TEMPLATE_FIELDS:?}")));
+        }
+        rest = &rest[close + 1..];
+    }
+    for needed in ["{rendition}", "{ext}"] {
+        if !t.contains(needed) {
+            return Err(invalid(var, format!("must contain {needed} so renditions get distinct keys")));
+        }
+    }
+    if !(t.contains("{key}") || t.contains("{stem}")) {
+        return Err(invalid(var, "must contain {key} or {stem} so sources get distinct keys".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.output_prefix, "renditions/");
+        assert_eq!(c.shutdown_grace_secs, 25);
+    }
+
+    #[test]
+    fn env_values_are_parsed() {
+        let c = cfg(&[
+            ("IMGFLEET_QUEUE_URL", "http://127.0.0.1:5000/123456789012/q"),
+            ("IMGFLEET_CONCURRENCY", "3"),
+            ("IMGFLEET_SSE", "aws:kms"),
+            ("IMGFLEET_SSE_KMS_KEY_ID", "k1"),
+            ("IMGFLEET_LOG_FORMAT", "json"),
+            ("IMGFLEET_METRICS_ADDR", "127.0.0.1:0"),
+            ("IMGFLEET_ECS_TASK_PROTECTION", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.concurrency, Some(3));
+        assert_eq!(c.sse, Some(Sse::Kms { key_id: Some("k1".into()) }));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.ecs_task_protection);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("IMGFLEET_CONCURRENCY", "many"),
+            ("IMGFLEET_CONCURRENCY", "0"),
+            ("IMGFLEET_METRICS_ADDR", "nine"),
+            ("IMGFLEET_SSE", "rot13"),
+            ("IMGFLEET_LOG_FORMAT", "xml"),
+            ("IMGFLEET_QUEUE_URL", "my-queue"),
+            ("IMGFLEET_KEY_TEMPLATE", "{prefix}{stem}.{ext}"),
+            ("IMGFLEET_KEY_TEMPLATE", "{prefix}{stem}/{rendition}.{ext}{nope}"),
+            ("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "1"),
+        ] {
+            let err = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_is_read_and_env_wins() {
+        let dir = std::env::temp_dir().join(format!("imgfleet-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "output_prefix = \"out/\"\nconcurrency = 2\nredis_url = \"redis://file\"\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = cfg(&[("IMGFLEET_CONFIG", p), ("IMGFLEET_REDIS_URL", "redis://env")]).unwrap();
+        assert_eq!(c.output_prefix, "out/");
+        assert_eq!(c.concurrency, Some(2));
+        assert_eq!(c.redis_url, "redis://env");
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        assert!(cfg(&[("IMGFLEET_CONFIG", p)]).unwrap_err().to_string().starts_with("IMGFLEET_CONFIG"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,154 @@
+//! What a rendition job reports: the result of a success, and the kind and class of a failure.
+
+use crate::ImageFormat;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The source image as it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub format: ImageFormat,
+    /// Stored width and height, before orientation is applied.
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    /// EXIF orientation 1–8 (1 when absent).
+    pub orientation: u8,
+}
+
+/// One encoded rendition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenditionInfo {
+    pub name: String,
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub content_type: String,
+}
+
+/// Time spent in each pipeline stage, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTimings {
+    pub sniff_ms: f64,
+    pub decode_ms: f64,
+    pub orient_ms: f64,
+    pub resize_ms: f64,
+    pub encode_ms: f64,
+}
+
+impl StageTimings {
+    /// Sum of all stages.
+    pub fn total_ms(&self) -> f64 {
+        self.sniff_ms + self.decode_ms + self.orient_ms + self.resize_ms + self.encode_ms
+    }
+
+    /// `(stage name, milliseconds)` pairs, in pipeline order.
+    pub fn stages(&self) -> [(&'static str, f64); 5] {
+        [
+            ("sniff", self.sniff_ms),
+            ("decode", self.decode_ms),
+            ("orient", self.orient_ms),
+            ("resize", self.resize_ms),
+            ("encode", self.encode_ms),
+        ]
+    }
+}
+
+/// What a successful rendition job produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderResult {
+    pub source: SourceInfo,
+    pub renditions: Vec<RenditionInfo>,
+    /// ThumbHash of the oriented image, base64 (standard alphabet, padded).
+    pub placeholder: String,
+    pub timings: StageTimings,
+}
+
+/// Whether a failed job can ever succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClass {
+    /// The input can never succeed: publish a failure event and drop the message.
+    Reject,
+    /// Worth trying again later (infrastructure trouble): keep the message.
+    Retry,
+}
+
+/// A failure, named for the people and programs that read events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Not an image format imgfleet reads (by content, not by name).
+    Unsupported,
+    /// Over a configured limit: bytes, pixels or side length.
+    TooLarge,
+    /// Looks like a supported format but cannot be decoded (truncated, corrupt).
+    Corrupt,
+    /// The source object does not exist (deleted before it was processed).
+    NotFound,
+    /// The job names a preset the worker does not have.
+    UnknownPreset,
+    /// The queue message is not one imgfleet understands.
+    InvalidMessage,
+    /// Encoding a rendition failed.
+    Encode,
+    /// Object storage failed (network, 5xx, throttling, permissions).
+    Storage,
+    /// Publishing the event failed (Redis unreachable).
+    Events,
+}
+
+impl ErrorKind {
+    /// Reject or retry. Storage and event failures are transient; everything about the input is not.
+    pub const fn class(self) -> ErrorClass {
+        match self {
+            Self::Storage | Self::Events => ErrorClass::Retry,
+            _ => ErrorClass::Reject,
+        }
+    }
+
+    /// The `snake_case` name used in events, JSON output and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Unsupported => "unsupported",
+            Self::TooLarge => "too_large",
+            Self::Corrupt => "corrupt",
+            Self::NotFound => "not_found",
+            Self::UnknownPreset => "unknown_preset",
+            Self::InvalidMessage => "invalid_message",
+            Self::Encode => "encode",
+            Self::Storage => "storage",
+            Self::Events => "events",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failure as reported in events and `--json` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_serialise_as_their_names_and_classify() {
+        for kind in [ErrorKind::Unsupported, ErrorKind::TooLarge, ErrorKind::Corrupt, ErrorKind::Storage] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+        assert_eq!(ErrorKind::Corrupt.class(), ErrorClass::Reject);
+        assert_eq!(ErrorKind::Storage.class(), ErrorClass::Retry);
+        assert_eq!(ErrorKind::Events.class(), ErrorClass::Retry);
+    }
+}

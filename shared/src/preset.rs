@@ -1,0 +1,329 @@
+//! Rendition presets and source limits.
+//!
+//! A [`Preset`] is a list of [`RenditionSpec`]s; each names a box, a [`Fit`] and the output formats.
+//! Operators define their own in a TOML file ([`PresetCatalog::from_toml`]); without one the built-in
+//! profile-photo preset ([`Preset::default_profile`]) applies: `thumb` 150x150 cover, `medium` 400x400
+//! cover, `large` inside 800x800, each as JPEG q85 and WebP q80.
+
+use crate::ImageFormat;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// How a rendition fills its box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// Fill the box exactly, cropping the overflow equally on both sides (gravity centre).
+    /// A source smaller than the box is not upscaled: the crop keeps the box's aspect ratio instead.
+    Cover,
+    /// Fit within the box keeping the aspect ratio; never upscale.
+    Inside,
+}
+
+/// One encoded output of a rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub format: ImageFormat,
+    /// Encoder quality, 1–100.
+    pub quality: u8,
+}
+
+/// One rendition: a named box, a fit and the formats to encode it in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionSpec {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub fit: Fit,
+    pub formats: Vec<OutputSpec>,
+}
+
+/// A named list of renditions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    pub name: String,
+    pub renditions: Vec<RenditionSpec>,
+}
+
+/// Limits a source must meet before it is decoded. Checked from the header, before any big allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted source object, in bytes.
+    pub max_source_bytes: u64,
+    /// Largest accepted width × height.
+    pub max_source_pixels: u64,
+    /// Largest accepted width or height.
+    pub max_side: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_source_bytes: 20 * 1024 * 1024, max_source_pixels: 40_000_000, max_side: 16_384 }
+    }
+}
+
+/// A preset TOML file: limits, the JPEG background, and presets (the first is the default).
+///
+/// ```toml
+/// default = "profile"          # optional; otherwise the first preset
+/// background = [255, 255, 255] # optional; what alpha is flattened onto for JPEG
+/// [limits]
+/// max_source_pixels = 40000000
+/// [[presets]]
+/// name = "profile"
+/// [[presets.renditions]]
+/// name = "thumb"
+/// width = 150
+/// height = 150
+/// fit = "cover"
+/// formats = [{ format = "jpeg", quality = 85 }, { format = "webp", quality = 80 }]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetCatalog {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default = "white")]
+    pub background: [u8; 3],
+    #[serde(default)]
+    pub limits: Limits,
+    pub presets: Vec<Preset>,
+}
+
+fn white() -> [u8; 3] {
+    [255, 255, 255]
+}
+
+/// Why a preset file or preset was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PresetError {
+    #[error("preset file is not valid TOML for a preset catalog: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("preset catalog defines no presets")]
+    Empty,
+    #[error("default preset {0:?} is not defined")]
+    UnknownDefault(String),
+    #[error("preset {preset:?}: {problem}")]
+    Invalid { preset: String, problem: String },
+}
+
+impl Preset {
+    /// The built-in profile-photo preset.
+    pub fn default_profile() -> Self {
+        let formats = vec![
+            OutputSpec { format: ImageFormat::Jpeg, quality: 85 },
+            OutputSpec { format: ImageFormat::Webp, quality: 80 },
+        ];
+        let spec = |name: &str, side, fit| RenditionSpec {
+            name: name.to_owned(),
+            width: side,
+            height: side,
+            fit,
+            formats: formats.clone(),
+        };
+        Self {
+            name: "profile".to_owned(),
+            renditions: vec![
+                spec("thumb", 150, Fit::Cover),
+                spec("medium", 400, Fit::Cover),
+                spec("large", 800, Fit::Inside),
+            ],
+        }
+    }
+
+    /// Checks names, sizes, qualities and formats; everything a worker relies on later.
+    pub fn validate(&self) -> Result<(), PresetError> {
+        let invalid = |problem: String| PresetError::Invalid { preset: self.name.clone(), problem };
+        if self.name.is_empty() {
+            return Err(invalid("empty preset name".into()));
+        }
+        if self.renditions.is_empty() {
+            return Err(invalid("no renditions".into()));
+        }
+        let mut names = BTreeSet::new();
+        for r in &self.renditions {
+            let safe = !r.name.is_empty()
+                && r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !safe {
+                return Err(invalid(format!("rendition name {:?} must be [A-Za-z0-9_-]+", r.name)));
+            }
+            if !names.insert(&r.name) {
+                return Err(invalid(format!("rendition {:?} is defined twice", r.name)));
+            }
+            if r.width == 0 || r.height == 0 || r.width > 8192 || r.height > 8192 {
+                return Err(invalid(format!("rendition {:?}: box must be 1..=8192 on each side", r.name)));
+            }
+            if r.formats.is_empty() {
+                return Err(invalid(format!("rendition {:?} has no formats", r.name)));
+            }
+            for o in &r.formats {
+                if o.format == ImageFormat::Png {
+                    return Err(invalid(format!("rendition {:?}: png output is not supported", r.name)));
+                }
+                if !(1..=100).contains(&o.quality) {
+                    return Err(invalid(format!("rendition {:?}: quality must be 1..=100", r.name)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A short, stable fingerprint of the preset's content (FNV-1a over its canonical JSON), recorded
+    /// with the renditions so a changed preset can be recognised later.
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json.bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+}
+
+impl Default for PresetCatalog {
+    fn default() -> Self {
+        Self { default: None, background: white(), limits: Limits::default(), presets: vec![Preset::default_profile()] }
+    }
+}
+
+impl PresetCatalog {
+    /// Parses and validates a preset TOML file.
+    pub fn from_toml(text: &str) -> Result<Self, PresetError> {
+        let catalog: Self = toml::from_str(text)?;
+        catalog.validate()?;
+        Ok(catalog)
+    }
+
+    /// Checks every preset, unique preset names and the default.
+    pub fn validate(&self) -> Result<(), PresetError> {
+        if self.presets.is_empty() {
+            return Err(PresetError::Empty);
+        }
+        let mut names = BTreeSet::new();
+        for p in &self.presets {
+            p.validate()?;
+            if !names.insert(&p.name) {
+                return Err(PresetError::Invalid { preset: p.name.clone(), problem: "defined twice".into() });
+            }
+        }
+        if let Some(d) = &self.default {
+            if !names.contains(d) {
+                return Err(PresetError::UnknownDefault(d.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The preset used when a job names none.
+    pub fn default_preset(&self) -> &Preset {
+        self.default
+            .as_deref()
+            .and_then(|d| self.get(d))
+            .unwrap_or(&self.presets[0])
+    }
+
+    /// A preset by name.
+    pub fn get(&self, name: &str) -> Option<&Preset> {
+        self.presets.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_preset_matches_the_brief() {
+        let p = Preset::default_profile();
+        p.validate().unwrap();
+        let boxes: Vec<_> = p.renditions.iter().map(|r| (r.name.as_str(), r.width, r.height, r.fit)).collect();
+        assert_eq!(
+            boxes,
+            [("thumb", 150, 150, Fit::Cover), ("medium", 400, 400, Fit::Cover), ("large", 800, 800, Fit::Inside)]
+        );
+        for r in &p.renditions {
+            assert_eq!(
+                r.formats,
+                [
+                    OutputSpec { format: ImageFormat::Jpeg, quality: 85 },
+                    OutputSpec { format: ImageFormat::Webp, quality: 80 }
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn catalog_round_trips_through_toml() {
+        let catalog = PresetCatalog::default();
+        let text = toml::to_string(&catalog).unwrap();
+        let back = PresetCatalog::from_toml(&text).unwrap();
+        assert_eq!(back, catalog);
+        assert_eq!(back.default_preset().name, "profile");
+    }
+
+    #[test]
+    fn catalog_reads_operator_toml() {
+        let text = r#"
+            default = "avatar"
+            background = [0, 0, 0]
+            [limits]
+            max_source_pixels = 1000000
+            [[presets]]
+            name = "banner"
+            [[presets.renditions]]
+            name = "wide"
+            width = 1200
+            height = 300
+            fit = "cover"
+            formats = [{ format = "webp", quality = 70 }]
+            [[presets]]
+            name = "avatar"
+            [[presets.renditions]]
+            name = "small"
+            width = 64
+            height = 64
+            fit = "inside"
+            formats = [{ format = "jpeg", quality = 90 }]
+        "#;
+        let c = PresetCatalog::from_toml(text).unwrap();
+        assert_eq!(c.default_preset().name, "avatar");
+        assert_eq!(c.background, [0, 0, 0]);
+        assert_eq!(c.limits.max_source_pixels, 1_000_000);
+        assert_eq!(c.limits.max_side, Limits::default().max_side);
+        assert_eq!(c.get("banner").unwrap().renditions[0].width, 1200);
+    }
+
+    #[test]
+    fn bad_presets_are_refused_with_a_reason() {
+        let base = Preset::default_profile();
+        let mut dup = base.clone();
+        dup.renditions[1].name = "thumb".into();
+        assert!(dup.validate().unwrap_err().to_string().contains("twice"));
+        let mut zero = base.clone();
+        zero.renditions[0].width = 0;
+        assert!(zero.validate().is_err());
+        let mut q = base.clone();
+        q.renditions[0].formats[0].quality = 0;
+        assert!(q.validate().unwrap_err().to_string().contains("quality"));
+        let mut path = base.clone();
+        path.renditions[0].name = "../x".into();
+        assert!(path.validate().is_err());
+        assert!(matches!(PresetCatalog::from_toml("presets = []"), Err(PresetError::Empty)));
+        assert!(PresetCatalog::from_toml("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn fingerprint_changes_with_content() {
+        let a = Preset::default_profile();
+        let mut b = a.clone();
+        b.renditions[0].formats[0].quality = 84;
+        assert_eq!(a.fingerprint(), Preset::default_profile().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+}

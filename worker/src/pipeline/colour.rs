@@ -1,0 +1,69 @@
+//! Colour: decoded pixels in their own colour space → sRGB (RGB or RGBA, 8-bit).
+//!
+//! Embedded ICC profiles that are not sRGB (Adobe RGB, Display P3, CMYK press profiles, gray
+//! profiles) are converted with moxcms, a pure-Rust colour management engine, so no C library is
+//! linked. Profiles that name themselves sRGB are passed through untouched; a profile moxcms cannot
+//! read is ignored (the pixels are treated as sRGB) rather than failing the image.
+
+use super::decode::{icc_colour_space, ColourModel, Decoded};
+use super::pixels::Pixels;
+use moxcms::{ColorProfile, Layout, TransformOptions};
+
+/// Converts to sRGB with 3 channels, or 4 when the image has alpha.
+pub fn to_srgb(decoded: Decoded) -> Pixels {
+    let Decoded { pixels, model, icc, .. } = decoded;
+    let profile = icc.as_deref().filter(|p| !is_srgb(p)).and_then(|p| ColorProfile::new_from_slice(p).ok());
+    match (model, profile) {
+        (ColourModel::Cmyk, profile) => cmyk_to_rgb(pixels, profile.as_ref()),
+        (ColourModel::Gray, Some(p)) if icc_colour_space(icc.as_deref().unwrap_or_default()) == Some(*b"GRAY") => {
+            transform(&pixels, &p, Layout::Gray, Layout::Rgb, 3).unwrap_or_else(|| gray_to_rgb(&pixels))
+        }
+        (ColourModel::Gray, _) => gray_to_rgb(&pixels),
+        (ColourModel::Rgb | ColourModel::Rgba, Some(p)) if p.color_space == moxcms::DataColorSpace::Rgb => {
+            let layout = if pixels.channels == 4 { Layout::Rgba } else { Layout::Rgb };
+            transform(&pixels, &p, layout, layout, pixels.channels).unwrap_or(pixels)
+        }
+        _ => pixels,
+    }
+}
+
+/// A profile whose description names sRGB (e.g. "sRGB IEC61966-2.1", "sRGB built-in").
+fn is_srgb(profile: &[u8]) -> bool {
+    let head = &profile[..profile.len().min(4096)];
+    head.windows(4).any(|w| w == b"sRGB") || head.windows(8).any(|w| w == b"s\0R\0G\0B\0")
+}
+
+fn transform(p: &Pixels, profile: &ColorProfile, from: Layout, to: Layout, out_channels: u8) -> Option<Pixels> {
+    let srgb = ColorProfile::new_srgb();
+    let t = profile.create_transform_8bit(from, &srgb, to, TransformOptions::default()).ok()?;
+    let mut out = vec![0u8; p.width as usize * p.height as usize * usize::from(out_channels)];
+    t.transform(&p.data, &mut out).ok()?;
+    Some(Pixels::new(p.width, p.height, out_channels, out))
+}
+
+fn gray_to_rgb(p: &Pixels) -> Pixels {
+    let data = p.data.iter().flat_map(|&g| [g, g, g]).collect();
+    Pixels::new(p.width, p.height, 3, data)
+}
+
+/// Adobe CMYK JPEGs store ink inverted (255 = no ink). With a CMYK profile the ink values go through
+/// it; without one (or if it cannot be used) the usual naive formula applies.
+fn cmyk_to_rgb(p: Pixels, profile: Option<&ColorProfile>) -> Pixels {
+    if let Some(profile) = profile {
+        let ink: Vec<u8> = p.data.iter().map(|v| 255 - v).collect();
+        let inked = Pixels::new(p.width, p.height, 4, ink);
+        if let Some(rgb) = transform(&inked, profile, Layout::Rgba, Layout::Rgb, 3) {
+            return rgb;
+        }
+    }
+    let data = p
+        .data
+        .chunks_exact(4)
+        .flat_map(|q| {
+            let k = u32::from(q[3]);
+            let f = |c: u8| ((u32::from(c) * k + 127) / 255) as u8;
+            [f(q[0]), f(q[1]), f(q[2])]
+        })
+        .collect();
+    Pixels::new(p.width, p.height, 3, data)
+}

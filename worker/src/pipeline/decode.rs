@@ -1,0 +1,194 @@
+//! Decode: bytes of a sniffed format → [`Decoded`] pixels plus the metadata later stages need
+//! (ICC profile, EXIF orientation). Limits are checked from the header before the pixel buffer is
+//! allocated.
+
+use super::orient::exif_orientation;
+use super::pixels::Pixels;
+use imgfleet_shared::{ImageFormat, Limits};
+use std::io::Cursor;
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+/// Why a sniffed image cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("{format} is {width}x{height}: over the limit of {limit}")]
+    TooLarge { format: ImageFormat, width: u64, height: u64, limit: String },
+    #[error("source is {bytes} bytes: over the limit of {limit} bytes")]
+    TooManyBytes { bytes: u64, limit: u64 },
+    #[error("corrupt {format}: {message}")]
+    Corrupt { format: ImageFormat, message: String },
+    #[error("unsupported {format}: {message}")]
+    Unsupported { format: ImageFormat, message: String },
+}
+
+/// How the decoded channels are to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColourModel {
+    Gray,
+    Rgb,
+    Rgba,
+    /// Four channels of Adobe-style (inverted) CMYK, to be converted with the embedded profile.
+    Cmyk,
+}
+
+/// A decoded image in its stored orientation and colour space.
+#[derive(Debug)]
+pub struct Decoded {
+    pub pixels: Pixels,
+    pub model: ColourModel,
+    pub icc: Option<Vec<u8>>,
+    /// EXIF orientation 1–8 (1 when absent or invalid).
+    pub orientation: u8,
+}
+
+/// Width and height from the header only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Decodes `bytes` (already sniffed as `format`) within `limits`.
+pub fn decode(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Decoded, DecodeError> {
+    if bytes.len() as u64 > limits.max_source_bytes {
+        return Err(DecodeError::TooManyBytes { bytes: bytes.len() as u64, limit: limits.max_source_bytes });
+    }
+    match format {
+        ImageFormat::Jpeg => decode_jpeg(bytes, limits),
+        ImageFormat::Png => decode_png(bytes, limits),
+        ImageFormat::Webp => decode_webp(bytes, limits),
+    }
+}
+
+/// Refuses dimensions over the limits. Called with header values, before allocating pixels.
+pub fn check_limits(format: ImageFormat, width: u64, height: u64, limits: &Limits) -> Result<(), DecodeError> {
+    let too_large = |limit: String| DecodeError::TooLarge { format, width, height, limit };
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt { format, message: format!("header says {width}x{height}") });
+    }
+    if width > u64::from(limits.max_side) || height > u64::from(limits.max_side) {
+        return Err(too_large(format!("{} pixels per side", limits.max_side)));
+    }
+    if width * height > limits.max_source_pixels {
+        return Err(too_large(format!("{} pixels", limits.max_source_pixels)));
+    }
+    Ok(())
+}
+
+fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
+    // zune's own side limit stays wide so that our check below reports "too large" rather than "corrupt".
+    let options = DecoderOptions::default()
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX))
+        .set_strict_mode(true);
+    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(corrupt)?;
+    let info = decoder.info().ok_or_else(|| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "no frame header".into() })?;
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    check_limits(ImageFormat::Jpeg, width.into(), height.into(), limits)?;
+
+    let icc = decoder.icc_profile();
+    let orientation = decoder.exif().map_or(1, |e| exif_orientation(e));
+    let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
+    let cmyk_profile = icc.as_deref().is_some_and(|p| icc_colour_space(p) == Some(*b"CMYK"));
+    let (out, model) = match input {
+        ColorSpace::CMYK if cmyk_profile => (ColorSpace::CMYK, ColourModel::Cmyk),
+        ColorSpace::Luma => (ColorSpace::Luma, ColourModel::Gray),
+        _ => (ColorSpace::RGB, ColourModel::Rgb),
+    };
+    decoder.set_options(options.jpeg_set_out_colorspace(out));
+    let data = decoder.decode().map_err(corrupt)?;
+    let channels = out.num_components() as u8;
+    // A CMYK/YCCK image without a usable CMYK profile was converted by zune's naive formula: its ICC no longer applies.
+    let icc = if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) && model != ColourModel::Cmyk { None } else { icc };
+    Ok(Decoded { pixels: Pixels::new(width, height, channels, data), model, icc, orientation })
+}
+
+/// The data colour space signature of an ICC profile (bytes 16..20), e.g. `RGB `, `CMYK`, `GRAY`.
+pub fn icc_colour_space(profile: &[u8]) -> Option<[u8; 4]> {
+    profile.get(16..20).and_then(|s| s.try_into().ok())
+}
+
+fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
+    let format = ImageFormat::Png;
+    let corrupt = |e: png::DecodingError| match e {
+        png::DecodingError::LimitsExceeded => DecodeError::TooLarge { format, width: 0, height: 0, limit: "decoder memory limit".into() },
+        other => DecodeError::Corrupt { format, message: other.to_string() },
+    };
+    // The decoder's own memory cap: the largest 8-bit RGBA frame the pixel limit allows, plus slack for metadata.
+    let cap = usize::try_from(limits.max_source_pixels.saturating_mul(8)).unwrap_or(usize::MAX).saturating_add(1 << 20);
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: cap });
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(corrupt)?;
+    let (width, height, icc, orientation) = {
+        let info = reader.info();
+        let orientation = info.exif_metadata.as_deref().map_or(1, exif_orientation);
+        (info.width, info.height, info.icc_profile.as_ref().map(|p| p.to_vec()), orientation)
+    };
+    check_limits(format, width.into(), height.into(), limits)?;
+    let size = reader.output_buffer_size().ok_or_else(|| DecodeError::Corrupt { format, message: "image too large for memory".into() })?;
+    let mut buf = vec![0; size];
+    let frame = reader.next_frame(&mut buf).map_err(corrupt)?;
+    buf.truncate(frame.buffer_size());
+    let (pixels, model) = match frame.color_type {
+        png::ColorType::Grayscale => (Pixels::new(width, height, 1, buf), ColourModel::Gray),
+        png::ColorType::Rgb => (Pixels::new(width, height, 3, buf), ColourModel::Rgb),
+        png::ColorType::Rgba => (Pixels::new(width, height, 4, buf), ColourModel::Rgba),
+        png::ColorType::GrayscaleAlpha => {
+            let rgba = buf.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect();
+            (Pixels::new(width, height, 4, rgba), ColourModel::Rgba)
+        }
+        png::ColorType::Indexed => {
+            return Err(DecodeError::Corrupt { format, message: "palette was not expanded".into() });
+        }
+    };
+    // A gray profile describes gray samples; once expanded to RGBA it no longer fits.
+    let icc = if frame.color_type == png::ColorType::GrayscaleAlpha { None } else { icc };
+    Ok(Decoded { pixels, model, icc, orientation })
+}
+
+fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
+    let format = ImageFormat::Webp;
+    let features = webp::BitstreamFeatures::new(bytes)
+        .ok_or_else(|| DecodeError::Corrupt { format, message: "invalid WebP header".into() })?;
+    check_limits(format, features.width().into(), features.height().into(), limits)?;
+    if features.has_animation() {
+        return Err(DecodeError::Unsupported { format, message: "animated WebP".into() });
+    }
+    let image = webp::Decoder::new(bytes)
+        .decode()
+        .ok_or_else(|| DecodeError::Corrupt { format, message: "WebP data could not be decoded".into() })?;
+    let (width, height) = (image.width(), image.height());
+    let (channels, model) = if image.is_alpha() { (4, ColourModel::Rgba) } else { (3, ColourModel::Rgb) };
+    let chunks = webp_chunks(bytes);
+    let orientation = chunks.exif.map_or(1, exif_orientation);
+    Ok(Decoded { pixels: Pixels::new(width, height, channels, image.to_vec()), model, icc: chunks.icc.map(<[u8]>::to_vec), orientation })
+}
+
+#[derive(Default)]
+struct WebpChunks<'a> {
+    icc: Option<&'a [u8]>,
+    exif: Option<&'a [u8]>,
+}
+
+/// Finds the `ICCP` and `EXIF` chunks of an extended (VP8X) WebP file.
+fn webp_chunks(bytes: &[u8]) -> WebpChunks<'_> {
+    let mut found = WebpChunks::default();
+    let mut pos = 12;
+    while let Some(header) = bytes.get(pos..pos + 8) {
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let Some(body) = bytes.get(pos + 8..pos + 8 + len) else { break };
+        match &header[0..4] {
+            b"ICCP" => found.icc = Some(body),
+            b"EXIF" => found.exif = Some(body.strip_prefix(b"Exif\0\0").unwrap_or(body)),
+            _ => {}
+        }
+        pos += 8 + len + (len & 1);
+    }
+    found
+}

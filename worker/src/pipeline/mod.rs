@@ -1,0 +1,233 @@
+//! The rendition pipeline: source bytes → every rendition of a preset, encoded.
+//!
+//! `sniff → decode → colour → resize → orient → encode`, plain synchronous code with no I/O, no
+//! async runtime and no metrics: callers time and report around [`render`]. The image is decoded
+//! once; every rendition comes from that one decode. Renditions are planned in the stored
+//! orientation and made largest first: a smaller one is resized from an already made full-frame
+//! (`inside`) rendition when that has at least [`CASCADE_MIN_RATIO`] times the pixels it needs per
+//! side, otherwise from the full image. Each result is then turned upright and encoded.
+
+pub mod colour;
+pub mod decode;
+pub mod encode;
+pub mod orient;
+pub mod pixels;
+pub mod resize;
+pub mod sniff;
+
+use decode::DecodeError;
+use encode::EncodeError;
+use imgfleet_shared::outcome::{RenditionInfo, SourceInfo, StageTimings};
+use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Limits, Preset, RenderResult};
+use pixels::Pixels;
+use resize::{Plan, ResizeError};
+use sniff::SniffError;
+use std::time::Instant;
+
+/// A smaller rendition is cut from a larger full-frame one only if that has this many times the
+/// pixels it needs on each side; the cascade's quality is checked against a direct resize in tests.
+pub const CASCADE_MIN_RATIO: f64 = 1.5;
+
+/// Settings of a render that are not part of the preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    pub limits: Limits,
+    /// What transparent pixels are flattened onto for JPEG.
+    pub background: [u8; 3],
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self { limits: Limits::default(), background: [255, 255, 255] }
+    }
+}
+
+/// One encoded rendition.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub name: String,
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+/// Everything a render produced: the report and the encoded files (in preset order).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub result: RenderResult,
+    pub outputs: Vec<Output>,
+}
+
+/// Why a render failed; [`RenderError::kind`] says whether the input can ever succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    #[error(transparent)]
+    Sniff(#[from] SniffError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Resize(#[from] ResizeError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("internal error while rendering: {0}")]
+    Panic(String),
+}
+
+impl RenderError {
+    /// The kind reported in events; all render failures are *reject* class (the same bytes fail again).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Sniff(_) => ErrorKind::Unsupported,
+            Self::Decode(DecodeError::TooLarge { .. } | DecodeError::TooManyBytes { .. }) => ErrorKind::TooLarge,
+            Self::Decode(DecodeError::Unsupported { .. }) => ErrorKind::Unsupported,
+            Self::Decode(DecodeError::Corrupt { .. }) | Self::Panic(_) => ErrorKind::Corrupt,
+            Self::Resize(_) | Self::Encode(_) => ErrorKind::Encode,
+        }
+    }
+}
+
+/// Renders every rendition of `preset` from `bytes`.
+///
+/// CPU-bound: call it from a blocking thread (`tokio::task::spawn_blocking`), never on an async
+/// executor thread. Peak memory is about the decoded image (width × height × channels) plus the
+/// largest rendition, bounded by `options.limits`.
+pub fn render(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Result<Rendered, RenderError> {
+    // Decoders are fuzzed upstream, but a panic on hostile input must still become a typed error.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_inner(bytes, preset, options))).unwrap_or_else(|p| {
+        let message = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        Err(RenderError::Panic(message))
+    })
+}
+
+fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Result<Rendered, RenderError> {
+    let mut timings = StageTimings::default();
+    let mut clock = Clock::start();
+
+    let format = sniff::sniff(bytes)?;
+    timings.sniff_ms = clock.lap();
+
+    let decoded = decode::decode(bytes, format, &options.limits)?;
+    let orientation = decoded.orientation;
+    let source_info = SourceInfo {
+        format,
+        width: decoded.pixels.width,
+        height: decoded.pixels.height,
+        bytes: bytes.len() as u64,
+        orientation,
+    };
+    let source = colour::to_srgb(decoded);
+    timings.decode_ms = clock.lap();
+
+    let made = resize_all(&source, preset, orientation)?;
+    let placeholder_source = made.frames.last().map_or(&source, |f| &f.pixels);
+    let thumb = resize::resize(placeholder_source, &transposed_plan(placeholder_source, 100, 100, Fit::Inside, orientation))?;
+    drop(source);
+    timings.resize_ms = clock.lap();
+
+    let upright: Vec<Pixels> = made.renditions.into_iter().map(|p| orient::apply(p, orientation)).collect();
+    let thumb = orient::apply(thumb, orientation);
+    timings.orient_ms = clock.lap();
+
+    let mut outputs = Vec::new();
+    for (spec, pixels) in preset.renditions.iter().zip(&upright) {
+        for out in &spec.formats {
+            let data = encode::encode(pixels, out.format, out.quality, options.background)?;
+            outputs.push(Output { name: spec.name.clone(), format: out.format, width: pixels.width, height: pixels.height, data });
+        }
+    }
+    let placeholder = placeholder(&thumb);
+    timings.encode_ms = clock.lap();
+
+    let renditions = outputs
+        .iter()
+        .map(|o| RenditionInfo {
+            name: o.name.clone(),
+            format: o.format,
+            width: o.width,
+            height: o.height,
+            bytes: o.data.len() as u64,
+            content_type: o.format.content_type().to_owned(),
+        })
+        .collect();
+    Ok(Rendered { result: RenderResult { source: source_info, renditions, placeholder, timings }, outputs })
+}
+
+/// A full-frame rendition kept as a source for smaller ones.
+struct Frame {
+    pixels: Pixels,
+}
+
+struct Made {
+    /// In preset order, still in the stored orientation.
+    renditions: Vec<Pixels>,
+    /// Full-frame renditions, largest first.
+    frames: Vec<Frame>,
+}
+
+/// Plans a box against the stored image: for orientations 5–8 the box is transposed.
+fn transposed_plan(src: &Pixels, w: u32, h: u32, fit: Fit, orientation: u8) -> Plan {
+    let (bw, bh) = if orient::transposes(orientation) { (h, w) } else { (w, h) };
+    resize::plan(src.width, src.height, bw, bh, fit)
+}
+
+fn resize_all(source: &Pixels, preset: &Preset, orientation: u8) -> Result<Made, ResizeError> {
+    let plans: Vec<Plan> =
+        preset.renditions.iter().map(|r| transposed_plan(source, r.width, r.height, r.fit, orientation)).collect();
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
+
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut out: Vec<Option<Pixels>> = vec![None; plans.len()];
+    for i in order {
+        let plan = plans[i];
+        let pixels = match frames.iter().rev().find_map(|f| cascade_plan(source, &f.pixels, &plan).map(|p| (f, p))) {
+            Some((frame, p)) => resize::resize(&frame.pixels, &p)?,
+            None => resize::resize(source, &plan)?,
+        };
+        let full_frame = plan.crop == (0.0, 0.0, f64::from(source.width), f64::from(source.height));
+        if full_frame && (pixels.width < source.width || pixels.height < source.height) {
+            frames.push(Frame { pixels: pixels.clone() });
+        }
+        out[i] = Some(pixels);
+    }
+    Ok(Made { renditions: out.into_iter().flatten().collect(), frames })
+}
+
+/// Maps a plan on the full source onto a smaller full-frame rendition, if that is big enough.
+fn cascade_plan(source: &Pixels, frame: &Pixels, plan: &Plan) -> Option<Plan> {
+    let sx = f64::from(frame.width) / f64::from(source.width);
+    let sy = f64::from(frame.height) / f64::from(source.height);
+    let (l, t, w, h) = plan.crop;
+    let crop = (l * sx, t * sy, w * sx, h * sy);
+    let enough = crop.2 >= CASCADE_MIN_RATIO * f64::from(plan.width) && crop.3 >= CASCADE_MIN_RATIO * f64::from(plan.height);
+    enough.then_some(Plan { crop, ..*plan })
+}
+
+/// ThumbHash of an image at most 100x100, base64.
+fn placeholder(thumb: &Pixels) -> String {
+    use base64::Engine as _;
+    let hash = thumbhash::rgba_to_thumb_hash(thumb.width as usize, thumb.height as usize, &thumb.to_rgba());
+    base64::engine::general_purpose::STANDARD.encode(hash)
+}
+
+/// Measures successive laps in milliseconds.
+struct Clock(Instant);
+
+impl Clock {
+    fn start() -> Self {
+        Self(Instant::now())
+    }
+
+    fn lap(&mut self) -> f64 {
+        let now = Instant::now();
+        let ms = (now - self.0).as_secs_f64() * 1000.0;
+        self.0 = now;
+        ms
+    }
+}
