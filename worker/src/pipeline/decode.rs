@@ -120,6 +120,12 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
         png::DecodingError::LimitsExceeded => DecodeError::TooLarge { format, width: 0, height: 0, limit: "decoder memory limit".into() },
         other => DecodeError::Corrupt { format, message: other.to_string() },
     };
+    // IHDR is always the first chunk: check its size before the decoder reads any further.
+    if bytes.get(12..16) != Some(b"IHDR".as_slice()) {
+        return Err(DecodeError::Corrupt { format, message: "first chunk is not IHDR".into() });
+    }
+    let be32 = |i: usize| bytes.get(i..i + 4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    check_limits(format, be32(16).into(), be32(20).into(), limits)?;
     // The decoder's own memory cap: the largest 8-bit RGBA frame the pixel limit allows, plus slack for metadata.
     let cap = usize::try_from(limits.max_source_pixels.saturating_mul(8)).unwrap_or(usize::MAX).saturating_add(1 << 20);
     let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: cap });

@@ -159,24 +159,29 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
 }
 
 /// A full-frame rendition kept as a source for smaller ones.
+#[derive(Debug)]
 struct Frame {
     pixels: Pixels,
 }
 
-struct Made {
+/// Every rendition of a preset, resized but not yet turned upright or encoded.
+#[derive(Debug)]
+pub struct Made {
     /// In preset order, still in the stored orientation.
-    renditions: Vec<Pixels>,
+    pub renditions: Vec<Pixels>,
     /// Full-frame renditions, largest first.
     frames: Vec<Frame>,
 }
 
 /// Plans a box against the stored image: for orientations 5–8 the box is transposed.
-fn transposed_plan(src: &Pixels, w: u32, h: u32, fit: Fit, orientation: u8) -> Plan {
+pub fn transposed_plan(src: &Pixels, w: u32, h: u32, fit: Fit, orientation: u8) -> Plan {
     let (bw, bh) = if orient::transposes(orientation) { (h, w) } else { (w, h) };
     resize::plan(src.width, src.height, bw, bh, fit)
 }
 
-fn resize_all(source: &Pixels, preset: &Preset, orientation: u8) -> Result<Made, ResizeError> {
+/// Resizes every rendition of `preset` from `source` (stored orientation), largest first, cutting
+/// smaller ones from larger full-frame ones where [`CASCADE_MIN_RATIO`] allows.
+pub fn resize_all(source: &Pixels, preset: &Preset, orientation: u8) -> Result<Made, ResizeError> {
     let plans: Vec<Plan> =
         preset.renditions.iter().map(|r| transposed_plan(source, r.width, r.height, r.fit, orientation)).collect();
     let mut order: Vec<usize> = (0..plans.len()).collect();

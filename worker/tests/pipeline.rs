@@ -1,0 +1,360 @@
+//! The rendition pipeline on generated inputs: sizes, orientation, colour, alpha, metadata and bad input.
+
+mod common;
+
+use common::*;
+use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Preset};
+use imgfleet_worker::pipeline::pixels::Pixels;
+use imgfleet_worker::pipeline::{self, render, resize, RenderOptions, Rendered};
+use jpeg_encoder::ColorType;
+
+fn run(bytes: &[u8]) -> Rendered {
+    render(bytes, &Preset::default_profile(), &RenderOptions::default()).expect("renders")
+}
+
+fn kind_of(bytes: &[u8]) -> ErrorKind {
+    render(bytes, &Preset::default_profile(), &RenderOptions::default()).expect_err("must be rejected").kind()
+}
+
+/// Every output decodes to its declared size and format, and the result lists each one.
+fn check_outputs(r: &Rendered) {
+    assert_eq!(r.outputs.len(), 6);
+    assert_eq!(r.result.renditions.len(), 6);
+    for (o, info) in r.outputs.iter().zip(&r.result.renditions) {
+        assert_eq!((o.name.as_str(), o.format, o.width, o.height), (info.name.as_str(), info.format, info.width, info.height));
+        assert_eq!(info.bytes, o.data.len() as u64);
+        assert_eq!(info.content_type, o.format.content_type());
+        let (w, h) = match o.format {
+            ImageFormat::Jpeg => {
+                assert_eq!(&o.data[..3], &[0xFF, 0xD8, 0xFF]);
+                let (w, h, _) = decode_jpeg(&o.data);
+                (w, h)
+            }
+            ImageFormat::Webp => {
+                assert_eq!(&o.data[8..12], b"WEBP");
+                let (w, h, _, _) = decode_webp(&o.data);
+                (w, h)
+            }
+            ImageFormat::Png => unreachable!("no PNG outputs"),
+        };
+        assert_eq!((w, h), (o.width, o.height), "{} {:?}", o.name, o.format);
+    }
+    assert!(!r.result.placeholder.is_empty());
+}
+
+fn sizes(r: &Rendered) -> Vec<(String, u32, u32)> {
+    r.outputs.iter().filter(|o| o.format == ImageFormat::Jpeg).map(|o| (o.name.clone(), o.width, o.height)).collect()
+}
+
+fn s(name: &str, w: u32, h: u32) -> (String, u32, u32) {
+    (name.to_owned(), w, h)
+}
+
+#[test]
+fn rendition_sizes_for_every_shape() {
+    let cases = [
+        ((1600, 1200), [s("thumb", 150, 150), s("medium", 400, 400), s("large", 800, 600)]),
+        ((1200, 1600), [s("thumb", 150, 150), s("medium", 400, 400), s("large", 600, 800)]),
+        ((1000, 1000), [s("thumb", 150, 150), s("medium", 400, 400), s("large", 800, 800)]),
+        ((500, 300), [s("thumb", 150, 150), s("medium", 300, 300), s("large", 500, 300)]),
+        ((10, 10), [s("thumb", 10, 10), s("medium", 10, 10), s("large", 10, 10)]),
+        ((1, 1), [s("thumb", 1, 1), s("medium", 1, 1), s("large", 1, 1)]),
+        ((3000, 40), [s("thumb", 40, 40), s("medium", 40, 40), s("large", 800, 11)]),
+        ((40, 3000), [s("thumb", 40, 40), s("medium", 40, 40), s("large", 11, 800)]),
+        ((4000, 1), [s("thumb", 1, 1), s("medium", 1, 1), s("large", 800, 1)]),
+    ];
+    for ((w, h), expected) in cases {
+        let r = run(&jpeg(w, h));
+        check_outputs(&r);
+        assert_eq!(sizes(&r), expected, "{w}x{h}");
+        assert_eq!((r.result.source.width, r.result.source.height), (w, h));
+        assert_eq!(r.result.source.format, ImageFormat::Jpeg);
+    }
+}
+
+/// Quadrant colours of the upright image: top-left, top-right, bottom-left, bottom-right.
+const QUADRANTS: [[u8; 3]; 4] = [[220, 30, 30], [30, 200, 30], [30, 30, 220], [240, 240, 240]];
+
+/// Builds the stored image for `orientation` straight from the EXIF table (where the stored
+/// 0th row and 0th column belong), independent of the code under test.
+fn stored_for(orientation: u8, w: u32, h: u32) -> (u32, u32, Vec<u8>) {
+    // Which upright quadrant each stored corner shows: [stored TL, TR, BL, BR] as indexes into QUADRANTS.
+    let corners: [usize; 4] = match orientation {
+        1 => [0, 1, 2, 3],
+        2 => [1, 0, 3, 2],
+        3 => [3, 2, 1, 0],
+        4 => [2, 3, 0, 1],
+        5 => [0, 2, 1, 3],
+        6 => [1, 3, 0, 2],
+        7 => [3, 1, 2, 0],
+        _ => [2, 0, 3, 1],
+    };
+    let (sw, sh) = if orientation >= 5 { (h, w) } else { (w, h) };
+    let mut data = Vec::new();
+    for y in 0..sh {
+        for x in 0..sw {
+            let q = usize::from(y >= sh / 2) * 2 + usize::from(x >= sw / 2);
+            data.extend(QUADRANTS[corners[q]]);
+        }
+    }
+    (sw, sh, data)
+}
+
+#[test]
+fn all_eight_exif_orientations_come_out_upright() {
+    let (w, h) = (96, 64);
+    for orientation in 1..=8u8 {
+        let (sw, sh, data) = stored_for(orientation, w, h);
+        let bytes = with_exif(&jpeg_of(&data, sw, sh, ColorType::Rgb), u16::from(orientation), false);
+        let r = run(&bytes);
+        check_outputs(&r);
+        assert_eq!(r.result.source.orientation, orientation);
+        let large = r.outputs.iter().find(|o| o.name == "large" && o.format == ImageFormat::Jpeg).unwrap();
+        let (lw, lh, px) = decode_jpeg(&large.data);
+        assert_eq!((lw, lh), (w, h), "orientation {orientation}");
+        for (q, want) in QUADRANTS.iter().enumerate() {
+            let (x, y) = (if q % 2 == 0 { w / 4 } else { 3 * w / 4 }, if q < 2 { h / 4 } else { 3 * h / 4 });
+            let i = ((y * w + x) * 3) as usize;
+            let got = &px[i..i + 3];
+            let close = got.iter().zip(want).all(|(&a, &b)| a.abs_diff(b) < 40);
+            assert!(close, "orientation {orientation} quadrant {q}: got {got:?}, want {want:?}");
+        }
+        // The cropped renditions are upright too: thumb's top-left is the top-left colour.
+        let thumb = r.outputs.iter().find(|o| o.name == "thumb" && o.format == ImageFormat::Webp).unwrap();
+        let (tw, _, c, tpx) = decode_webp(&thumb.data);
+        let i = ((10 * tw + 10) * u32::from(c)) as usize;
+        assert!(tpx[i..i + 3].iter().zip(&QUADRANTS[0]).all(|(&a, &b)| a.abs_diff(b) < 40), "orientation {orientation} thumb");
+    }
+}
+
+fn centre_rgb(r: &Rendered, name: &str) -> [u8; 3] {
+    let o = r.outputs.iter().find(|o| o.name == name && o.format == ImageFormat::Jpeg).unwrap();
+    let (w, h, px) = decode_jpeg(&o.data);
+    let i = (((h / 2) * w + w / 2) * 3) as usize;
+    [px[i], px[i + 1], px[i + 2]]
+}
+
+fn near(a: [u8; 3], b: [u8; 3], tol: u8) -> bool {
+    a.iter().zip(&b).all(|(&x, &y)| x.abs_diff(y) <= tol)
+}
+
+#[test]
+fn cmyk_and_ycck_jpegs_have_correct_colours() {
+    // Ink values (0 = no ink), as a press file holds them; the encoder writes Adobe-inverted data.
+    let inks: [([u8; 4], [u8; 3]); 4] = [
+        ([255, 0, 0, 0], [0, 255, 255]),     // cyan
+        ([0, 255, 255, 0], [255, 0, 0]),     // red
+        ([0, 0, 0, 255], [0, 0, 0]),         // black
+        ([0, 0, 0, 0], [255, 255, 255]),     // paper
+    ];
+    for color in [ColorType::Cmyk, ColorType::CmykAsYcck] {
+        for (ink, rgb) in inks {
+            let data: Vec<u8> = (0..64 * 48).flat_map(|_| ink).collect();
+            let r = run(&jpeg_of(&data, 64, 48, color));
+            check_outputs(&r);
+            let got = centre_rgb(&r, "large");
+            assert!(near(got, rgb, 12), "{color:?} ink {ink:?}: got {got:?}, want {rgb:?}");
+        }
+    }
+}
+
+#[test]
+fn grayscale_jpeg_becomes_gray_rgb() {
+    let data: Vec<u8> = (0..200 * 100).map(|i| (i % 200) as u8).collect();
+    let r = run(&jpeg_of(&data, 200, 100, ColorType::Luma));
+    check_outputs(&r);
+    let c = centre_rgb(&r, "large");
+    assert!(c[0].abs_diff(c[1]) <= 2 && c[1].abs_diff(c[2]) <= 2 && c[0].abs_diff(100) < 12, "{c:?}");
+}
+
+#[test]
+fn sixteen_bit_png_is_read() {
+    let (w, h) = (300u32, 200u32);
+    let data: Vec<u8> = (0..w * h).flat_map(|_| [0xC8, 0x00, 0x32, 0x00, 0x64, 0x00]).collect(); // 200, 50, 100 in the high bytes
+    let r = run(&png_of(&data, w, h, png::ColorType::Rgb, png::BitDepth::Sixteen, None));
+    check_outputs(&r);
+    assert_eq!(r.result.source.format, ImageFormat::Png);
+    assert!(near(centre_rgb(&r, "medium"), [200, 50, 100], 6));
+}
+
+#[test]
+fn palette_png_with_transparency_keeps_alpha_in_webp_and_flattens_jpeg() {
+    let (w, h) = (120u32, 80u32);
+    let plte = [255, 0, 0, 0, 0, 255];
+    let trns = [0]; // index 0 fully transparent, index 1 opaque
+    let data: Vec<u8> = (0..w * h).map(|i| u8::from(i % w >= w / 2)).collect();
+    let r = run(&png_of(&data, w, h, png::ColorType::Indexed, png::BitDepth::Eight, Some((&plte, &trns))));
+    check_outputs(&r);
+    let webp = r.outputs.iter().find(|o| o.name == "large" && o.format == ImageFormat::Webp).unwrap();
+    let (ww, wh, c, px) = decode_webp(&webp.data);
+    assert_eq!((ww, wh, c), (w, h, 4));
+    let left = &px[((h / 2 * w + 5) * 4) as usize..][..4];
+    let right = &px[((h / 2 * w + w - 5) * 4) as usize..][..4];
+    assert_eq!(left[3], 0, "transparent half stays transparent");
+    assert!(right[3] == 255 && right[2] > 200 && right[0] < 40, "opaque half is blue: {right:?}");
+    // JPEG flattens the transparent half onto white.
+    let jpg = r.outputs.iter().find(|o| o.name == "large" && o.format == ImageFormat::Jpeg).unwrap();
+    let (_, _, rgb) = decode_jpeg(&jpg.data);
+    let i = ((h / 2 * w + 5) * 3) as usize;
+    assert!(near([rgb[i], rgb[i + 1], rgb[i + 2]], [255, 255, 255], 8));
+}
+
+#[test]
+fn rgba_edges_have_no_dark_fringe_after_resize() {
+    // White disc on fully transparent black: after downscaling, every visible pixel stays white.
+    let (w, h) = (1200u32, 1200u32);
+    let data: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = ((i % w) as f32 - 600.0, (i / w) as f32 - 600.0);
+            if x * x + y * y < 400.0 * 400.0 { [255, 255, 255, 255] } else { [0, 0, 0, 0] }
+        })
+        .collect();
+    let r = run(&png_of(&data, w, h, png::ColorType::Rgba, png::BitDepth::Eight, None));
+    check_outputs(&r);
+    for o in r.outputs.iter().filter(|o| o.format == ImageFormat::Webp) {
+        let (_, _, c, px) = decode_webp(&o.data);
+        assert_eq!(c, 4);
+        let visible: Vec<_> = px.chunks_exact(4).filter(|p| p[3] >= 16).collect();
+        assert!(visible.len() > 100);
+        for p in visible {
+            assert!(p[0] >= 225 && p[1] >= 225 && p[2] >= 225, "{}: fringe {p:?}", o.name);
+        }
+    }
+}
+
+#[test]
+fn outputs_carry_no_metadata_from_the_input() {
+    let mut bytes = with_exif(&jpeg(640, 480), 1, true);
+    bytes = insert_segment(&bytes, 0xFE, b"COMMENT-SECRET from the camera");
+    bytes = insert_segment(&bytes, 0xE1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>XMP-SECRET</x:xmpmeta>");
+    assert!(jpeg_markers(&bytes).contains(&0xFE));
+    let r = run(&bytes);
+    check_outputs(&r);
+    for o in &r.outputs {
+        for needle in [&b"SECRET"[..], b"GPS", b"Exif", b"xmpmeta", b"http://ns.adobe.com"] {
+            assert!(!o.data.windows(needle.len()).any(|w| w == needle), "{} {:?} carries {:?}", o.name, o.format, String::from_utf8_lossy(needle));
+        }
+        match o.format {
+            ImageFormat::Jpeg => {
+                let markers = jpeg_markers(&o.data);
+                assert!(markers.iter().all(|m| !matches!(m, 0xE1..=0xEF | 0xFE)), "{markers:x?}");
+            }
+            _ => {
+                let chunks = webp_chunks(&o.data);
+                assert!(chunks.iter().all(|c| !matches!(c.as_str(), "EXIF" | "XMP " | "ICCP")), "{chunks:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_rejection() {
+    let good_jpeg = jpeg(400, 300);
+    let good_png = png_of(&photo_rgb(200, 100), 200, 100, png::ColorType::Rgb, png::BitDepth::Eight, None);
+    let mut rng = Rng::new(7);
+    let cases: Vec<(&str, Vec<u8>, ErrorKind)> = vec![
+        ("empty", vec![], ErrorKind::Unsupported),
+        ("random", rng.bytes(4096), ErrorKind::Unsupported),
+        ("jpeg magic then random", [&[0xFF, 0xD8, 0xFF][..], &rng.bytes(4096)].concat(), ErrorKind::Corrupt),
+        ("truncated jpeg (half)", good_jpeg[..good_jpeg.len() / 2].to_vec(), ErrorKind::Corrupt),
+        ("truncated jpeg (header)", good_jpeg[..200].to_vec(), ErrorKind::Corrupt),
+        ("truncated png (half)", good_png[..good_png.len() / 2].to_vec(), ErrorKind::Corrupt),
+        ("truncated png (signature)", good_png[..8].to_vec(), ErrorKind::Corrupt),
+        ("jpeg claiming 60000x60000", patch_sof(&good_jpeg, 60000, 60000), ErrorKind::TooLarge),
+        ("jpeg claiming 9000x9000", patch_sof(&good_jpeg, 9000, 9000), ErrorKind::TooLarge),
+        ("png claiming 60000x60000", png_header_only(60000, 60000), ErrorKind::TooLarge),
+        ("svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec(), ErrorKind::Unsupported),
+        ("gif", b"GIF89a\x01\x00\x01\x00\x80\x00\x00".to_vec(), ErrorKind::Unsupported),
+        ("pdf", b"%PDF-1.4\n%\xe2\xe3".to_vec(), ErrorKind::Unsupported),
+        ("webp header only", b"RIFF\x10\0\0\0WEBPVP8 \x04\0\0\0\0\0\0\0".to_vec(), ErrorKind::Corrupt),
+    ];
+    for (name, bytes, kind) in cases {
+        let err = render(&bytes, &Preset::default_profile(), &RenderOptions::default()).expect_err(name);
+        assert_eq!(err.kind(), kind, "{name}: {err}");
+        assert!(!err.to_string().is_empty());
+    }
+    assert_eq!(kind_of(&good_jpeg[..good_jpeg.len() - 300]), ErrorKind::Corrupt);
+}
+
+#[test]
+fn limits_are_checked_from_the_header() {
+    let bytes = jpeg(800, 600);
+    let tight = RenderOptions {
+        limits: imgfleet_shared::Limits { max_source_pixels: 100_000, ..Default::default() },
+        ..Default::default()
+    };
+    let err = render(&bytes, &Preset::default_profile(), &tight).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    assert!(err.to_string().contains("800x600"), "{err}");
+    let small = RenderOptions { limits: imgfleet_shared::Limits { max_source_bytes: 100, ..Default::default() }, ..Default::default() };
+    assert_eq!(render(&bytes, &Preset::default_profile(), &small).unwrap_err().kind(), ErrorKind::TooLarge);
+}
+
+#[test]
+fn name_never_decides_the_format() {
+    use imgfleet_worker::process::{process_one, ProcessRequest, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let png_as_jpg = dir.path().join("photo.jpg");
+    std::fs::write(&png_as_jpg, png_of(&photo_rgb(64, 64), 64, 64, png::ColorType::Rgb, png::BitDepth::Eight, None)).unwrap();
+    let svg_as_jpg = dir.path().join("evil.jpg");
+    std::fs::write(&svg_as_jpg, b"<?xml version=\"1.0\"?><svg onload=\"alert(1)\"/>").unwrap();
+    let request = ProcessRequest {
+        inputs: vec![],
+        out_dir: None,
+        preset: Preset::default_profile(),
+        options: RenderOptions::default(),
+        jobs: 1,
+    };
+    let ok = process_one(&png_as_jpg, Some(&dir.path().join("out")), &request);
+    assert_eq!(ok.status, Status::Ok);
+    assert_eq!(ok.result.as_ref().unwrap().source.format, ImageFormat::Png);
+    assert!(dir.path().join("out/thumb.webp").exists() && dir.path().join("out/large.jpg").exists());
+    let bad = process_one(&svg_as_jpg, None, &request);
+    assert_eq!(bad.status, Status::Rejected);
+    assert_eq!(bad.error.unwrap().kind, ErrorKind::Unsupported);
+}
+
+#[test]
+fn cascade_matches_a_direct_resize() {
+    // medium and thumb are cut from large when large is big enough; compare against resizing each
+    // straight from the full image.
+    let (w, h) = (2400u32, 1800u32);
+    let source = Pixels::new(w, h, 3, photo_rgb(w, h));
+    let preset = Preset::default_profile();
+    let made = pipeline::resize_all(&source, &preset, 1).unwrap();
+    for (spec, cascaded) in preset.renditions.iter().zip(&made.renditions) {
+        let plan = resize::plan(w, h, spec.width, spec.height, spec.fit);
+        let direct = resize::resize(&source, &plan).unwrap();
+        assert_eq!((cascaded.width, cascaded.height), (direct.width, direct.height));
+        let db = psnr(&cascaded.data, &direct.data);
+        assert!(db >= 38.0, "{}: cascade vs direct PSNR {db:.1} dB", spec.name);
+    }
+}
+
+#[test]
+fn custom_presets_are_honoured() {
+    let text = r#"
+        [[presets]]
+        name = "banner"
+        [[presets.renditions]]
+        name = "wide"
+        width = 600
+        height = 200
+        fit = "cover"
+        formats = [{ format = "webp", quality = 70 }]
+        [[presets.renditions]]
+        name = "mini"
+        width = 50
+        height = 50
+        fit = "inside"
+        formats = [{ format = "jpeg", quality = 60 }, { format = "webp", quality = 60 }]
+    "#;
+    let catalog = imgfleet_shared::PresetCatalog::from_toml(text).unwrap();
+    let r = render(&jpeg(1000, 800), catalog.default_preset(), &RenderOptions::default()).unwrap();
+    let got: Vec<_> = r.outputs.iter().map(|o| (o.name.as_str(), o.format, o.width, o.height)).collect();
+    assert_eq!(
+        got,
+        [("wide", ImageFormat::Webp, 600, 200), ("mini", ImageFormat::Jpeg, 50, 40), ("mini", ImageFormat::Webp, 50, 40)]
+    );
+    assert_eq!(Fit::Cover, catalog.default_preset().renditions[0].fit);
+}
