@@ -776,3 +776,33 @@ fn parse_direct_job(value: &Value) -> Result<Message, ParseError> {
         options,
     }]))
 }
+
+/// Encodes a key the way S3 does in event notifications: UTF-8 percent-encoding with `+` for a
+/// space. The inverse of [`decode_s3_key`].
+#[must_use]
+pub fn encode_s3_key(key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'*').remove(b' ');
+    percent_encoding::utf8_percent_encode(key, KEEP).to_string().replace(' ', "+")
+}
+
+/// The body S3 sends to SQS for one `ObjectCreated:Put` (used by `imgfleet demo` and the load test).
+#[must_use]
+pub fn s3_put_notification(bucket: &str, object: &ObjectRef, event_time: &str) -> String {
+    serde_json::json!({
+        "Records": [{
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "us-east-1",
+            "eventTime": event_time,
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                "object": {"key": encode_s3_key(&object.key), "size": object.size, "eTag": object.etag}
+            }
+        }]
+    })
+    .to_string()
+}
+

@@ -565,3 +565,16 @@ fn object_ref_round_trips_through_serde() {
     let back: ObjectRef = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back, request.object);
 }
+
+#[test]
+fn encoded_keys_round_trip_through_a_notification() {
+    for key in ["uploads/my photo é+ü&x.jpg", "a/b c/100%.png", "plain.jpg", "ünï/cödé?#.webp"] {
+        let object = ObjectRef { bucket: "b".into(), key: key.into(), size: Some(7), etag: Some("e".into()), ..Default::default() };
+        let body = s3_put_notification("b", &object, "2026-11-30T00:00:00.000Z");
+        let Message::Requests(r) = parse_message(&body).unwrap() else { panic!("not requests") };
+        assert_eq!(r[0].object.key, key);
+        assert_eq!(r[0].object.size, Some(7));
+        assert_eq!(r[0].action, Action::Created);
+        assert_eq!(decode_s3_key(&encode_s3_key(key)).unwrap(), key);
+    }
+}

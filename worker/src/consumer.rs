@@ -1,0 +1,366 @@
+//! The consumer: long-polls the queue while there is capacity, runs one job task per message with a
+//! visibility heartbeat, and acknowledges each message by its outcome. It is the only place that
+//! deletes or releases messages.
+//!
+//! Capacity: at most `concurrency + prefetch` messages are held at once (prefetched ones download
+//! while others decode); decoding itself is bounded to `concurrency` by the job context's CPU slots.
+//! Shutdown: receiving stops at once; running jobs get `grace` to finish; jobs that had not started
+//! decoding, and any still running when the grace ends, are made visible again immediately.
+
+use crate::events::EventSink;
+use crate::job::{now_ms, JobContext, Outcome};
+use crate::keys;
+use crate::metrics::{Health, Metrics};
+use crate::queue::{Queue, QueueError, ReceivedMessage};
+use crate::storage::ObjectStore;
+use imgfleet_shared::envelope::{self, Message};
+use imgfleet_shared::event::{Event, EventSource, EventType, EVENT_VERSION};
+use imgfleet_shared::outcome::ErrorInfo;
+use imgfleet_shared::ErrorKind;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+/// How the consumer polls, paces and drains.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Jobs decoding at once.
+    pub concurrency: usize,
+    /// Extra messages held so downloads overlap decoding.
+    pub prefetch: usize,
+    /// Visibility given on receive and renewed by the heartbeat.
+    pub visibility: Duration,
+    /// Long-poll wait (SQS allows up to 20 s).
+    pub wait: Duration,
+    /// Time running jobs get to finish after shutdown begins.
+    pub grace: Duration,
+    /// First retry delay; doubles with each delivery up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Objects under this prefix never trigger processing.
+    pub output_prefix: String,
+    /// Dead-letter queue whose depth is sampled into a gauge.
+    pub dlq_url: Option<String>,
+    /// How often queue depths are sampled.
+    pub depth_interval: Duration,
+}
+
+impl ConsumerSettings {
+    /// How long a message stays hidden before its `attempt`-th retry.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+}
+
+/// What to do with a message once its work is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    Delete,
+    /// Keep it; visible again after the backoff.
+    Retry,
+    /// Keep it; visible again at once (shutdown).
+    ReleaseNow,
+}
+
+/// The consumer loop and everything its message tasks share.
+pub struct Consumer<Q, S, E> {
+    queue: Arc<Q>,
+    jobs: Arc<JobContext<S, E>>,
+    settings: ConsumerSettings,
+    metrics: Metrics,
+    health: Health,
+    /// Fires when shutdown begins: jobs not yet decoding give their message back.
+    stopping: CancellationToken,
+}
+
+impl<Q, S, E> std::fmt::Debug for Consumer<Q, S, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
+    /// `stopping` must be the token the job context watches; cancelling `shutdown` starts the drain.
+    pub fn new(queue: Q, jobs: Arc<JobContext<S, E>>, settings: ConsumerSettings, health: Health, stopping: CancellationToken) -> Self {
+        let metrics = jobs.metrics.clone();
+        Self { queue: Arc::new(queue), jobs, settings, metrics, health, stopping }
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains within the grace period.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(this.settings.concurrency + this.settings.prefetch));
+        let tracker = TaskTracker::new();
+        let overdue = CancellationToken::new();
+        let deleter = Deleter::spawn(this.queue.clone(), this.metrics.clone());
+        tracker.spawn(Arc::clone(&this).sample_depths(shutdown.clone()));
+        let mut failures = 0u32;
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            };
+            let mut permits = vec![first];
+            while permits.len() < 10 {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = this.queue.receive(permits.len() as i32, this.settings.wait, this.settings.visibility) => r,
+            };
+            let messages = match received {
+                Ok(m) => m,
+                Err(e) => {
+                    failures += 1;
+                    this.queue_error(&e);
+                    this.health.set_queue_ok(false, &this.metrics);
+                    let pause = this.settings.backoff(failures).min(Duration::from_secs(10));
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "receive failed");
+                    tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(pause) => continue }
+                }
+            };
+            failures = 0;
+            this.health.set_queue_ok(true, &this.metrics);
+            if messages.is_empty() {
+                this.metrics.empty_receives.inc();
+                continue;
+            }
+            this.metrics.messages_received.inc_by(messages.len() as u64);
+            for (message, permit) in messages.into_iter().zip(permits) {
+                let (this, deleter, overdue) = (Arc::clone(&this), deleter.clone(), overdue.clone());
+                tracker.spawn(async move {
+                    this.handle(message, &deleter, overdue).await;
+                    drop(permit);
+                });
+            }
+        }
+
+        tracing::info!(grace_ms = this.settings.grace.as_millis() as u64, "draining");
+        this.health.set_draining(&this.metrics);
+        this.stopping.cancel();
+        tracker.close();
+        if tokio::time::timeout(this.settings.grace, tracker.wait()).await.is_err() {
+            tracing::warn!("grace period over: releasing unfinished messages");
+            overdue.cancel();
+            tracker.wait().await;
+        }
+        tracing::info!("drained");
+    }
+
+    /// Works on one message with a visibility heartbeat, then acknowledges it.
+    async fn handle(&self, message: ReceivedMessage, deleter: &Deleter, overdue: CancellationToken) {
+        let span = tracing::info_span!("message", id = %message.id, attempt = message.receive_count);
+        async {
+            self.metrics.jobs_in_flight.inc();
+            self.metrics.message_receive_count.observe(f64::from(message.receive_count));
+            let work = self.process(&message);
+            tokio::pin!(work);
+            let period = (self.settings.visibility / 2).max(Duration::from_millis(500));
+            let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let ack = loop {
+                tokio::select! {
+                    biased;
+                    ack = &mut work => break ack,
+                    _ = overdue.cancelled() => break Ack::ReleaseNow,
+                    _ = heartbeat.tick() => self.extend(&message).await,
+                }
+            };
+            self.acknowledge(&message, ack, deleter).await;
+            self.metrics.jobs_in_flight.dec();
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn extend(&self, message: &ReceivedMessage) {
+        let seconds = self.settings.visibility.as_secs().max(1) as u32;
+        match self.queue.set_visibility(&message.receipt, seconds).await {
+            Ok(()) => self.metrics.visibility_extensions.inc(),
+            Err(e) => {
+                self.queue_error(&e);
+                tracing::warn!(error = %e, "visibility heartbeat failed");
+            }
+        }
+    }
+
+    async fn acknowledge(&self, message: &ReceivedMessage, ack: Ack, deleter: &Deleter) {
+        let visible_in = match ack {
+            Ack::Delete => {
+                match deleter.delete(&message.id, &message.receipt).await {
+                    Ok(()) => {
+                        self.metrics.messages_deleted.inc();
+                        if let Some(sent) = message.sent_at_ms {
+                            self.metrics.message_age.observe(now_ms().saturating_sub(sent) as f64 / 1000.0);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "delete failed; the message will be delivered again"),
+                }
+                return;
+            }
+            Ack::Retry => self.settings.backoff(message.receive_count),
+            Ack::ReleaseNow => Duration::ZERO,
+        };
+        match self.queue.set_visibility(&message.receipt, visible_in.as_secs() as u32).await {
+            Ok(()) => {
+                self.metrics.messages_released.inc();
+                tracing::info!(visible_in_s = visible_in.as_secs(), "message released");
+            }
+            Err(e) => {
+                self.queue_error(&e);
+                tracing::warn!(error = %e, "release failed; the message comes back when its visibility ends");
+            }
+        }
+    }
+
+    /// Parses the message and runs its jobs; returns what to do with the message.
+    async fn process(&self, message: &ReceivedMessage) -> Ack {
+        let requests = match envelope::parse_message(&message.body) {
+            Ok(Message::Requests(r)) => r,
+            Ok(Message::Test) => {
+                tracing::info!("s3:TestEvent acknowledged");
+                self.count("ignored", Instant::now());
+                return Ack::Delete;
+            }
+            Err(e) => return self.poison(message, &e).await,
+        };
+        let mut ack = Ack::Delete;
+        for request in &requests {
+            let started = Instant::now();
+            let ignored = !request.is_create() || keys::is_output_key(&request.object.key, &self.settings.output_prefix);
+            if ignored {
+                tracing::info!(event = %request.event_name, key = %request.object.key, "ignored");
+                self.count("ignored", started);
+                continue;
+            }
+            let span = tracing::info_span!("job", bucket = %request.object.bucket, key = %request.object.key);
+            let outcome = self.jobs.run(request, message.receive_count).instrument(span).await;
+            self.count(outcome.label(), started);
+            match outcome {
+                Outcome::Completed(event) => tracing::info!(job_id = %event.job_id, ms = started.elapsed().as_millis() as u64, "completed"),
+                Outcome::Failed(event) => tracing::info!(job_id = %event.job_id, "failed event published"),
+                Outcome::Retry { kind, message: why } => {
+                    tracing::warn!(%kind, error = %why, "will retry");
+                    ack = if self.stopping.is_cancelled() { Ack::ReleaseNow } else { Ack::Retry };
+                    break;
+                }
+            }
+        }
+        ack
+    }
+
+    /// A message no parser understands: a failure event on first delivery, then it is left to the
+    /// queue's redrive policy, which moves it to the dead-letter queue after its max receives.
+    async fn poison(&self, message: &ReceivedMessage, error: &envelope::ParseError) -> Ack {
+        self.metrics.messages_poison.inc();
+        tracing::warn!(error = %error, "poison message: left for the dead-letter queue");
+        if message.receive_count <= 1 {
+            let event = Event {
+                v: EVENT_VERSION,
+                kind: EventType::Failed,
+                job_id: format!("message-{}", message.id),
+                source: EventSource::default(),
+                preset: None,
+                renditions: vec![],
+                placeholder: None,
+                timings: None,
+                attempt: message.receive_count,
+                worker_id: self.jobs.worker_id.clone(),
+                timestamp_ms: now_ms(),
+                error: Some(ErrorInfo { kind: ErrorKind::InvalidMessage, message: error.to_string() }),
+            };
+            if self.jobs.events.publish(&event).await.is_err() {
+                self.metrics.redis_errors.with_label_values(&["publish"]).inc();
+            }
+        }
+        self.count("failed", Instant::now());
+        Ack::Retry
+    }
+
+    fn count(&self, outcome: &str, started: Instant) {
+        self.metrics.jobs.with_label_values(&[outcome]).inc();
+        self.metrics.job_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
+    }
+
+    fn queue_error(&self, e: &QueueError) {
+        self.metrics.aws_errors.with_label_values(&["sqs", e.operation]).inc();
+    }
+
+    /// Samples queue and dead-letter queue depth into gauges until shutdown.
+    async fn sample_depths(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.settings.depth_interval);
+        loop {
+            tokio::select! { _ = shutdown.cancelled() => return, _ = ticker.tick() => {} }
+            match self.queue.visible_messages(None).await {
+                Ok(n) => self.metrics.queue_messages_visible.set(n),
+                Err(e) => self.queue_error(&e),
+            }
+            if let Some(dlq) = &self.settings.dlq_url {
+                match self.queue.visible_messages(Some(dlq)).await {
+                    Ok(n) => self.metrics.dlq_messages_visible.set(n),
+                    Err(e) => self.queue_error(&e),
+                }
+            }
+        }
+    }
+}
+
+type DeleteRequest = (String, String, oneshot::Sender<Result<(), String>>);
+
+/// Collects deletes from all message tasks into `DeleteMessageBatch` calls of up to 10.
+#[derive(Clone, Debug)]
+struct Deleter {
+    tx: mpsc::Sender<DeleteRequest>,
+}
+
+impl Deleter {
+    /// How long a delete waits for companions before its batch is sent.
+    const LINGER: Duration = Duration::from_millis(20);
+
+    fn spawn<Q: Queue>(queue: Arc<Q>, metrics: Metrics) -> Self {
+        let (tx, mut rx) = mpsc::channel::<DeleteRequest>(256);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + Self::LINGER;
+                while batch.len() < 10 {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(r)) => batch.push(r),
+                        _ => break,
+                    }
+                }
+                let entries = batch.iter().map(|(id, receipt, _)| (id.clone(), receipt.clone())).collect();
+                match queue.delete_batch(entries).await {
+                    Ok(failed) => {
+                        for (id, _, reply) in batch {
+                            let failure = failed.iter().find(|(f, _)| *f == id).map(|(_, why)| why.clone());
+                            if failure.is_some() {
+                                metrics.aws_errors.with_label_values(&["sqs", "DeleteMessageBatch"]).inc();
+                            }
+                            let _ = reply.send(failure.map_or(Ok(()), Err));
+                        }
+                    }
+                    Err(e) => {
+                        metrics.aws_errors.with_label_values(&["sqs", e.operation]).inc();
+                        for (_, _, reply) in batch {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    async fn delete(&self, id: &str, receipt: &str) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((id.to_owned(), receipt.to_owned(), reply)).await.map_err(|_| "deleter stopped".to_owned())?;
+        answer.await.map_err(|_| "deleter stopped".to_owned())?
+    }
+}

@@ -1,0 +1,122 @@
+//! Storage: fetch a source object (size-capped) and store renditions. The S3 implementation is
+//! here; the folder-backed store of `imgfleet demo` lives in [`crate::local`].
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use imgfleet_shared::config::Sse;
+use std::collections::HashMap;
+use std::future::Future;
+
+/// A fetched source object.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+}
+
+/// How a rendition is stored.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub content_type: String,
+    pub cache_control: String,
+    pub metadata: HashMap<String, String>,
+    pub sse: Option<Sse>,
+}
+
+/// A failed storage call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("s3://{bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
+    #[error("s3://{bucket}/{key} is {size} bytes: over the limit of {limit} bytes")]
+    TooLarge { bucket: String, key: String, size: u64, limit: u64 },
+    #[error("S3 {operation} s3://{bucket}/{key} failed: {message}")]
+    Failed { operation: &'static str, bucket: String, key: String, message: String },
+}
+
+impl StoreError {
+    /// The S3 operation, for the error metric (`None` when no call failed).
+    pub fn operation(&self) -> Option<&'static str> {
+        match self {
+            Self::Failed { operation, .. } => Some(operation),
+            _ => None,
+        }
+    }
+}
+
+/// What the job runner needs from object storage.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Reads an object, refusing one larger than `max_bytes` before and while downloading it.
+    fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> impl Future<Output = Result<Fetched, StoreError>> + Send;
+
+    /// Writes an object, replacing any with the same key.
+    fn put(&self, bucket: &str, key: &str, body: Vec<u8>, options: &PutOptions) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// S3 through the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Fetched, StoreError> {
+        let failed = |operation, message: String| StoreError::Failed { operation, bucket: bucket.into(), key: key.into(), message };
+        let too_large = |size| StoreError::TooLarge { bucket: bucket.into(), key: key.into(), size, limit: max_bytes };
+        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    return Err(StoreError::NotFound { bucket: bucket.into(), key: key.into() });
+                }
+                return Err(failed("GetObject", aws_sdk_s3::error::DisplayErrorContext(&e).to_string()));
+            }
+        };
+        let declared = out.content_length.and_then(|l| u64::try_from(l).ok());
+        if let Some(size) = declared.filter(|&s| s > max_bytes) {
+            return Err(too_large(size));
+        }
+        let (etag, version_id) = (out.e_tag.map(|t| t.trim_matches('"').to_owned()), out.version_id);
+        let mut body = out.body;
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(max_bytes) as usize);
+        while let Some(chunk) = body.try_next().await.map_err(|e| failed("GetObject", e.to_string()))? {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(too_large((bytes.len() + chunk.len()) as u64));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { bytes, etag, version_id })
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, options: &PutOptions) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(&options.content_type)
+            .cache_control(&options.cache_control)
+            .set_metadata(Some(options.metadata.clone()))
+            .body(ByteStream::from(body));
+        request = match &options.sse {
+            Some(Sse::Aes256) => request.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms { key_id }) => request.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone()),
+            None => request,
+        };
+        request.send().await.map_err(|e| StoreError::Failed {
+            operation: "PutObject",
+            bucket: bucket.into(),
+            key: key.into(),
+            message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        })?;
+        Ok(())
+    }
+}
