@@ -1,1 +1,282 @@
-//! e2e harness.
+//! Harness for the end-to-end tests: loopback clients for moto server (S3 + SQS) and Redis, a
+//! fresh bucket + queue + dead-letter queue + bucket notification + event stream per test, and
+//! helpers to wait for events and read queue depths.
+//!
+//! Endpoints come from `IMGFLEET_TEST_AWS_ENDPOINT` (default `http://127.0.0.1:5000`) and
+//! `IMGFLEET_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`); `scripts/services.sh start`
+//! starts both.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    Event as S3EventType, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
+    S3KeyFilter,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use imgfleet_shared::config::Config;
+use imgfleet_shared::event::Event;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Prefix whose uploads notify the queue.
+pub const UPLOADS: &str = "uploads/";
+
+/// Loopback clients.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub sdk: aws_config::SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub endpoint: String,
+    pub redis_url: String,
+}
+
+/// One test's own resources.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub name: String,
+    pub bucket: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub stream: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(name: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("t-{name}-{}-{n}-{nanos:x}", std::process::id()).to_lowercase()
+}
+
+impl Env {
+    /// Connects to the test services; panics with a hint when they are not running.
+    pub async fn new() -> Self {
+        let endpoint = std::env::var("IMGFLEET_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
+        let redis_url = std::env::var("IMGFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "imgfleet-tests");
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .load()
+            .await;
+        let s3 = imgfleet_worker::service::s3_client(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        if s3.list_buckets().send().await.is_err() {
+            panic!("moto server is not answering at {endpoint}: run `scripts/services.sh start` (or scripts/test.sh)");
+        }
+        Self { sdk, s3, sqs, endpoint, redis_url }
+    }
+
+    /// A bucket whose `uploads/` notifications feed a fresh queue with a dead-letter queue after
+    /// `max_receives`, and a fresh event stream name.
+    pub async fn setup(&self, name: &str, max_receives: u32, visibility_secs: u32) -> Setup {
+        let base = unique(name);
+        let bucket = base.chars().take(63).collect::<String>();
+        self.s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+        let dlq_url = self.sqs.create_queue().queue_name(format!("{base}-dlq")).send().await.expect("create dlq").queue_url.unwrap();
+        let dlq_arn = self.queue_arn(&dlq_url).await;
+        let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()}).to_string();
+        let queue_url = self
+            .sqs
+            .create_queue()
+            .queue_name(&base)
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .unwrap();
+        let queue_arn = self.queue_arn(&queue_url).await;
+        let filter = NotificationConfigurationFilter::builder()
+            .key(S3KeyFilter::builder().filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(UPLOADS).build()).build())
+            .build();
+        let queue_config = QueueConfiguration::builder()
+            .id("uploads")
+            .queue_arn(queue_arn)
+            .events(S3EventType::from("s3:ObjectCreated:*"))
+            .filter(filter)
+            .build()
+            .expect("queue configuration");
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(&bucket)
+            .notification_configuration(NotificationConfiguration::builder().queue_configurations(queue_config).build())
+            .send()
+            .await
+            .expect("bucket notification");
+        Setup { name: base.clone(), bucket, queue_url, dlq_url, stream: format!("imgfleet:test:{base}") }
+    }
+
+    async fn queue_arn(&self, url: &str) -> String {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes");
+        attrs.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)).expect("queue arn")
+    }
+
+    /// The worker configuration for `setup`, with metrics on a free loopback port.
+    pub fn config(&self, setup: &Setup) -> Config {
+        Config {
+            queue_url: Some(setup.queue_url.clone()),
+            dlq_url: Some(setup.dlq_url.clone()),
+            redis_url: self.redis_url.clone(),
+            events_stream: setup.stream.clone(),
+            metrics_addr: ([127, 0, 0, 1], 0).into(),
+            concurrency: Some(2),
+            shutdown_grace_secs: 25,
+            visibility_timeout_secs: 30,
+            worker_id: Some(format!("{}-worker", setup.name)),
+            ..Config::default()
+        }
+    }
+
+    pub async fn upload(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        self.s3.put_object().bucket(bucket).key(key).content_type("image/jpeg").body(ByteStream::from(body)).send().await.expect("upload");
+    }
+
+    pub async fn send(&self, queue_url: &str, body: &str) {
+        self.sqs.send_message().queue_url(queue_url).message_body(body).send().await.expect("send message");
+    }
+
+    /// (visible, in flight) messages.
+    pub async fn queue_counts(&self, url: &str) -> (i64, i64) {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        let get = |n: QueueAttributeName| attrs.get(&n).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (get(QueueAttributeName::ApproximateNumberOfMessages), get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    }
+
+    /// Waits until the queue holds no message, visible or in flight.
+    pub async fn wait_queue_empty(&self, url: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let counts = self.queue_counts(url).await;
+            if counts == (0, 0) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "queue not empty after {timeout:?}: {counts:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every event on `stream`, oldest first.
+    pub async fn events(&self, stream: &str) -> Vec<Event> {
+        read_events(&self.redis_url, stream).await
+    }
+
+    /// Waits until `done` holds for the stream's events; returns them.
+    pub async fn wait_events(&self, stream: &str, timeout: Duration, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events = self.events(stream).await;
+            if done(&events) {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "events not as expected after {timeout:?}: {events:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Reads a whole stream with XRANGE.
+pub async fn read_events(redis_url: &str, stream: &str) -> Vec<Event> {
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return vec![] };
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query_async(&mut conn).await.unwrap_or_default();
+    entries
+        .into_iter()
+        .flat_map(|(_, fields)| fields)
+        .filter(|(f, _)| f == "event")
+        .map(|(_, json)| serde_json::from_str(&json).expect("events are valid JSON"))
+        .collect()
+}
+
+/// `GET path` on a local HTTP server: (status, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of an unlabelled (or exactly labelled) series in a metrics exposition.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// A Redis server of the test's own, on a free port, that the test may stop and restart.
+#[derive(Debug)]
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let mut r = Self { port, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("own redis-server did not start on port {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A sample photo JPEG.
+pub fn photo(w: u32, h: u32) -> Vec<u8> {
+    imgfleet_worker::demo::sample_jpeg(w, h, w ^ h, 1)
+}

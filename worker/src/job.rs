@@ -222,6 +222,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
     async fn render(&self, bytes: Vec<u8>, preset: imgfleet_shared::Preset) -> Result<Rendered, JobFailure> {
         let stopped = || JobFailure::new(ErrorKind::Storage, "worker is shutting down before decoding started");
         let _slot = tokio::select! {
+            biased;
             slot = self.cpu.acquire() => slot.map_err(|_| stopped())?,
             _ = self.stopping.cancelled() => return Err(stopped()),
         };

@@ -100,10 +100,23 @@ pub fn consumer_settings(config: &Config, retry_base: Duration) -> ConsumerSetti
 
 /// Starts the worker on SQS, S3 and Redis as configured.
 pub async fn start(config: &Config, sdk: &aws_config::SdkConfig) -> Result<RunningWorker, StartError> {
+    start_paced(config, sdk, consumer_settings(config, Duration::from_secs(5))).await
+}
+
+/// [`start`] with explicit consumer settings (retry pacing, visibility…).
+pub async fn start_paced(config: &Config, sdk: &aws_config::SdkConfig, settings: ConsumerSettings) -> Result<RunningWorker, StartError> {
+    start_with_store(config, sdk, settings, S3Store::new(s3_client(sdk))).await
+}
+
+/// Starts the worker on SQS and Redis with a given object store (tests wrap S3 to slow it down).
+pub async fn start_with_store<S: ObjectStore>(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+    settings: ConsumerSettings,
+    store: S,
+) -> Result<RunningWorker, StartError> {
     let queue_url = config.queue_url.clone().ok_or(StartError::NoQueue)?;
-    let settings = consumer_settings(config, Duration::from_secs(5));
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url);
-    let store = S3Store::new(s3_client(sdk));
     let events = RedisSink::connect(&config.redis_url, config.events_stream.clone(), config.events_maxlen)
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;

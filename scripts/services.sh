@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Starts, stops or reports the services the end-to-end tests talk to, on loopback:
+#   moto server (S3 + SQS, with real S3 -> SQS notifications) on 127.0.0.1:${MOTO_PORT:-5000}
+#   Redis on 127.0.0.1:${REDIS_PORT:-6379}
+# Idempotent: a service that already answers is left alone; whatever is missing is installed
+# (moto into a virtualenv, redis-server from Debian's packages) and started in the background.
+#   scripts/services.sh start | stop | status
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STATE=${IMGFLEET_STATE:-$ROOT/.services}
+TOOLS=${IMGFLEET_TOOLS:-$HOME/.cache/imgfleet-tools}
+MOTO_PORT=${MOTO_PORT:-5000}
+REDIS_PORT=${REDIS_PORT:-6379}
+MOTO_VERSION=5.2.5
+mkdir -p "$STATE" "$TOOLS"
+
+moto_up() {
+  python3 - "$MOTO_PORT" <<'PY' >/dev/null 2>&1
+import sys, urllib.request
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/", timeout=2).read()
+PY
+}
+
+redis_up() {
+  command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]
+}
+
+wait_for() { # name check
+  for _ in $(seq 1 300); do "$2" && return 0; sleep 0.1; done
+  echo "services: $1 did not come up" >&2; return 1
+}
+
+install_redis() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+  echo "services: installing redis-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q redis-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }
+}
+
+start_moto() {
+  if moto_up; then echo "services: moto already up on 127.0.0.1:$MOTO_PORT"; return; fi
+  local venv=$TOOLS/moto-$MOTO_VERSION
+  if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null; then
+    echo "services: installing moto[server]==$MOTO_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+  echo $! >"$STATE/moto.pid"
+  wait_for moto moto_up
+  echo "services: moto started on 127.0.0.1:$MOTO_PORT (pid $(cat "$STATE/moto.pid"))"
+}
+
+start_redis() {
+  install_redis
+  if redis_up; then echo "services: redis already up on 127.0.0.1:$REDIS_PORT"; return; fi
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --dir "$STATE"
+  wait_for redis redis_up
+  echo "services: redis started on 127.0.0.1:$REDIS_PORT"
+}
+
+stop_pid() { # name pidfile: stops only what this script started
+  [ -f "$2" ] || return 0
+  local pid; pid=$(cat "$2")
+  kill "$pid" 2>/dev/null && echo "services: stopped $1 (pid $pid)" || true
+  rm -f "$2"
+}
+
+case "${1:-start}" in
+  start) start_moto; start_redis ;;
+  stop) stop_pid moto "$STATE/moto.pid"; stop_pid redis "$STATE/redis.pid" ;;
+  status)
+    moto_up && echo "moto: up (127.0.0.1:$MOTO_PORT)" || echo "moto: down"
+    redis_up && echo "redis: up (127.0.0.1:$REDIS_PORT)" || echo "redis: down" ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,192 @@
+//! Faults: Redis down, jobs longer than the visibility timeout, SIGTERM while jobs run, readiness
+//! while draining. Nothing may be lost.
+
+use imgfleet_shared::event::{Event, EventType};
+use imgfleet_tests::*;
+use imgfleet_worker::storage::{Fetched, ObjectStore, PutOptions, S3Store, StoreError};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn completed_keys(events: &[Event]) -> HashSet<String> {
+    events.iter().filter(|e| e.kind == EventType::Completed).map(|e| e.source.key.clone()).collect()
+}
+
+/// S3 whose reads take `delay` longer: a job that outlives its visibility timeout.
+struct SlowStore {
+    inner: S3Store,
+    delay: Duration,
+}
+
+impl ObjectStore for SlowStore {
+    async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Fetched, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(bucket, key, max_bytes).await
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, options: &PutOptions) -> Result<(), StoreError> {
+        self.inner.put(bucket, key, body, options).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_loses_nothing() {
+    let env = Env::new().await;
+    let setup = env.setup("redisdown", 10, 30).await;
+    let mut redis = OwnRedis::start();
+    let mut config = env.config(&setup);
+    config.redis_url = redis.url();
+    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_millis(500));
+    let worker = imgfleet_worker::service::start_paced(&config, &env.sdk, settings).await.unwrap();
+    // The s3:TestEvent needs no Redis; let it go first.
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+
+    redis.stop();
+    let keys: Vec<String> = (0..3).map(|i| format!("uploads/outage/{i}.jpg")).collect();
+    for k in &keys {
+        env.upload(&setup.bucket, k, photo(400, 300)).await;
+    }
+    // While Redis is down, jobs run but no message may be deleted.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline {
+        let (visible, in_flight) = env.queue_counts(&setup.queue_url).await;
+        assert_eq!(visible + in_flight, 3, "a message was deleted while Redis was down");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let metrics = http_get(worker.metrics_addr, "/metrics").await.1;
+    assert!(metric(&metrics, "imgfleet_redis_errors_total{operation=\"publish\"}") >= 3.0, "{metrics}");
+    assert!(metric(&metrics, "imgfleet_messages_deleted_total") <= 1.0);
+    assert!(metric(&metrics, "imgfleet_jobs_total{outcome=\"retried\"}") >= 3.0);
+
+    redis.restart();
+    let events = read_until(&redis.url(), &setup.stream, |e| completed_keys(e).len() == 3).await;
+    assert_eq!(completed_keys(&events), keys.iter().cloned().collect::<HashSet<_>>());
+    assert!(events.iter().all(|e| e.attempt >= 2), "completed only on a later delivery");
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    worker.shutdown();
+    worker.wait().await;
+}
+
+async fn read_until(url: &str, stream: &str, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let events = read_events(url, stream).await;
+        if done(&events) {
+            return events;
+        }
+        assert!(Instant::now() < deadline, "events after {WAIT:?}: {events:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_keeps_a_slow_job_from_being_redelivered() {
+    let env = Env::new().await;
+    let setup = env.setup("heartbeat", 5, 2).await;
+    let mut config = env.config(&setup);
+    config.concurrency = Some(1);
+    let mut settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
+    settings.visibility = Duration::from_secs(2);
+    let store = SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(7) };
+    let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
+    let key = "uploads/slow.jpg";
+    env.upload(&setup.bucket, key, photo(300, 200)).await;
+
+    let events = env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).contains(key)).await;
+    let mine: Vec<_> = events.iter().filter(|e| e.source.key == key).collect();
+    assert_eq!(mine.len(), 1, "processed once: {mine:#?}");
+    assert_eq!(mine[0].attempt, 1, "never redelivered while running");
+    assert!(mine[0].timings.unwrap().fetch_ms >= 7000.0);
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    let metrics = http_get(worker.metrics_addr, "/metrics").await.1;
+    assert!(metric(&metrics, "imgfleet_visibility_extensions_total") >= 5.0, "{metrics}");
+    assert_eq!(metric(&metrics, "imgfleet_message_receive_count_count"), 2.0, "test event + the upload, each received once");
+    worker.shutdown();
+    worker.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_false_while_draining() {
+    let env = Env::new().await;
+    let setup = env.setup("readyz", 5, 30).await;
+    let config = env.config(&setup);
+    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
+    let store = SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(4) };
+    let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while http_get(worker.metrics_addr, "/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(http_get(worker.metrics_addr, "/healthz").await.0, 200);
+    env.upload(&setup.bucket, "uploads/drain.jpg", photo(300, 200)).await;
+    while metric(&http_get(worker.metrics_addr, "/metrics").await.1, "imgfleet_jobs_in_flight") < 1.0 {
+        assert!(Instant::now() < deadline, "job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = http_get(worker.metrics_addr, "/readyz").await;
+    assert_eq!(status, 503, "not ready while draining");
+    let metrics = http_get(worker.metrics_addr, "/metrics").await.1;
+    assert_eq!(metric(&metrics, "imgfleet_draining"), 1.0);
+    assert_eq!(http_get(worker.metrics_addr, "/healthz").await.0, 200, "still alive while draining");
+    worker.wait().await;
+    let events = env.events(&setup.stream).await;
+    assert!(completed_keys(&events).contains("uploads/drain.jpg"), "the running job finished during the drain");
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_running_jobs_and_loses_nothing() {
+    let env = Env::new().await;
+    let setup = env.setup("sigterm", 5, 30).await;
+    let keys: Vec<String> = (0..6).map(|i| format!("uploads/term/{i}.jpg")).collect();
+    for k in &keys {
+        env.upload(&setup.bucket, k, photo(2400, 1800)).await;
+    }
+    let exe = env!("CARGO_BIN_EXE_imgfleet-e2e-worker");
+    let mut child = std::process::Command::new(exe)
+        .arg("run")
+        .env("IMGFLEET_QUEUE_URL", &setup.queue_url)
+        .env("IMGFLEET_REDIS_URL", &env.redis_url)
+        .env("IMGFLEET_EVENTS_STREAM", &setup.stream)
+        .env("IMGFLEET_METRICS_ADDR", "127.0.0.1:0")
+        .env("IMGFLEET_CONCURRENCY", "1")
+        .env("IMGFLEET_SHUTDOWN_GRACE_SECS", "20")
+        .env("AWS_ENDPOINT_URL", &env.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("worker binary starts");
+    // Stop it once the first upload is done, while others are queued or running.
+    env.wait_events(&setup.stream, WAIT, |e| !completed_keys(e).is_empty()).await;
+    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(25), "worker did not exit within the grace period");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let done_by_first = completed_keys(&env.events(&setup.stream).await);
+    assert!(done_by_first.len() < keys.len(), "stopped before everything was done ({done_by_first:?})");
+    // Unstarted messages were released at once: visible again, nothing stuck in flight.
+    let (visible, in_flight) = env.queue_counts(&setup.queue_url).await;
+    assert_eq!(in_flight, 0, "no message left hidden after exit");
+    assert_eq!(visible as usize, keys.len() - done_by_first.len());
+
+    // A second worker finishes the rest: nothing was lost.
+    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let events = env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).len() == keys.len()).await;
+    assert_eq!(completed_keys(&events), keys.iter().cloned().collect::<HashSet<_>>());
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    worker.shutdown();
+    worker.wait().await;
+}
