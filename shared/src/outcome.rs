@@ -27,7 +27,8 @@ pub struct RenditionInfo {
     pub content_type: String,
 }
 
-/// Time spent in each pipeline stage, in milliseconds.
+/// Time spent in each pipeline stage, in milliseconds. `decode` includes converting CMYK and gray
+/// sources to sRGB; `orient` includes converting the renditions of wide-gamut RGB sources to sRGB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageTimings {
     pub sniff_ms: f64,

@@ -358,3 +358,29 @@ fn custom_presets_are_honoured() {
     );
     assert_eq!(Fit::Cover, catalog.default_preset().renditions[0].fit);
 }
+
+#[test]
+fn wide_gamut_profiles_are_converted_to_srgb() {
+    // A flat Display P3 colour, tagged with a P3 profile: the renditions carry the sRGB equivalent.
+    let p3 = moxcms::ColorProfile::new_display_p3();
+    let icc = p3.encode().unwrap();
+    let colour = [40u8, 180, 60];
+    let data: Vec<u8> = (0..320 * 240).flat_map(|_| colour).collect();
+    let mut out = Vec::new();
+    let mut e = jpeg_encoder::Encoder::new(&mut out, 95);
+    e.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
+    e.add_icc_profile(&icc).unwrap();
+    e.encode(&data, 320, 240, ColorType::Rgb).unwrap();
+    let r = run(&out);
+    check_outputs(&r);
+
+    let srgb = moxcms::ColorProfile::new_srgb();
+    let t = p3.create_transform_8bit(moxcms::Layout::Rgb, &srgb, moxcms::Layout::Rgb, Default::default()).unwrap();
+    let mut want = [0u8; 3];
+    t.transform(&colour, &mut want).unwrap();
+    assert!(want.iter().zip(&colour).any(|(a, b)| a.abs_diff(*b) > 15), "P3 and sRGB differ for this colour: {want:?}");
+    for name in ["thumb", "medium", "large"] {
+        let got = centre_rgb(&r, name);
+        assert!(near(got, want, 6), "{name}: got {got:?}, want sRGB {want:?} (P3 {colour:?})");
+    }
+}

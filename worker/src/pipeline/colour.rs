@@ -4,27 +4,75 @@
 //! profiles) are converted with moxcms, a pure-Rust colour management engine, so no C library is
 //! linked. Profiles that name themselves sRGB are passed through untouched; a profile moxcms cannot
 //! read is ignored (the pixels are treated as sRGB) rather than failing the image.
+//!
+//! CMYK and gray sources are converted at full size (they must become RGB before resizing). An RGB
+//! source with a wide-gamut profile is resized in its own space and each small rendition is
+//! converted afterwards ([`Converter`]), which costs a fraction of converting the full image.
 
 use super::decode::{icc_colour_space, ColourModel, Decoded};
 use super::pixels::Pixels;
-use moxcms::{ColorProfile, Layout, TransformOptions};
+use moxcms::{ColorProfile, Layout, Transform8BitExecutor, TransformOptions};
+use std::sync::Arc;
 
-/// Converts to sRGB with 3 channels, or 4 when the image has alpha.
-pub fn to_srgb(decoded: Decoded) -> Pixels {
+/// Converts RGB(A) renditions from the source's profile to sRGB; a no-op for sRGB sources.
+#[derive(Clone, Default)]
+pub struct Converter {
+    transform: Option<(Arc<Transform8BitExecutor>, Layout)>,
+}
+
+impl std::fmt::Debug for Converter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Converter").field("active", &self.transform.is_some()).finish()
+    }
+}
+
+impl Converter {
+    /// True when pixels will be changed.
+    pub fn is_active(&self) -> bool {
+        self.transform.is_some()
+    }
+
+    /// Converts `p` to sRGB (in place of a copy where there is a profile).
+    pub fn apply(&self, p: Pixels) -> Pixels {
+        let Some((t, layout)) = &self.transform else { return p };
+        let want = if *layout == Layout::Rgba { 4 } else { 3 };
+        if p.channels != want {
+            return p;
+        }
+        let mut out = vec![0u8; p.data.len()];
+        match t.transform(&p.data, &mut out) {
+            Ok(()) => Pixels::new(p.width, p.height, p.channels, out),
+            Err(_) => p,
+        }
+    }
+}
+
+/// Brings the decoded image to 3 (RGB) or 4 (RGBA) channels, converting CMYK and gray to sRGB
+/// now; returns the [`Converter`] that finishes an RGB source with a non-sRGB profile later.
+pub fn prepare(decoded: Decoded) -> (Pixels, Converter) {
     let Decoded { pixels, model, icc, .. } = decoded;
     let profile = icc.as_deref().filter(|p| !is_srgb(p)).and_then(|p| ColorProfile::new_from_slice(p).ok());
     match (model, profile) {
-        (ColourModel::Cmyk, profile) => cmyk_to_rgb(pixels, profile.as_ref()),
+        (ColourModel::Cmyk, profile) => (cmyk_to_rgb(pixels, profile.as_ref()), Converter::default()),
         (ColourModel::Gray, Some(p)) if icc_colour_space(icc.as_deref().unwrap_or_default()) == Some(*b"GRAY") => {
-            transform(&pixels, &p, Layout::Gray, Layout::Rgb, 3).unwrap_or_else(|| gray_to_rgb(&pixels))
+            let rgb = transform(&pixels, &p, Layout::Gray, Layout::Rgb, 3).unwrap_or_else(|| gray_to_rgb(&pixels));
+            (rgb, Converter::default())
         }
-        (ColourModel::Gray, _) => gray_to_rgb(&pixels),
+        (ColourModel::Gray, _) => (gray_to_rgb(&pixels), Converter::default()),
         (ColourModel::Rgb | ColourModel::Rgba, Some(p)) if p.color_space == moxcms::DataColorSpace::Rgb => {
             let layout = if pixels.channels == 4 { Layout::Rgba } else { Layout::Rgb };
-            transform(&pixels, &p, layout, layout, pixels.channels).unwrap_or(pixels)
+            let srgb = ColorProfile::new_srgb();
+            let transform = p.create_transform_8bit(layout, &srgb, layout, TransformOptions::default()).ok();
+            (pixels, Converter { transform: transform.map(|t| (t, layout)) })
         }
-        _ => pixels,
+        _ => (pixels, Converter::default()),
     }
+}
+
+/// Converts the whole image to sRGB at once (what [`prepare`] plus [`Converter::apply`] do in two steps).
+pub fn to_srgb(decoded: Decoded) -> Pixels {
+    let (pixels, converter) = prepare(decoded);
+    converter.apply(pixels)
 }
 
 /// A profile whose description names sRGB (e.g. "sRGB IEC61966-2.1", "sRGB built-in").

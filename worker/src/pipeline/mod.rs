@@ -1,6 +1,6 @@
 //! The rendition pipeline: source bytes → every rendition of a preset, encoded.
 //!
-//! `sniff → decode → colour → resize → orient → encode`, plain synchronous code with no I/O, no
+//! `sniff → decode → resize → orient (+ colour) → encode`, plain synchronous code with no I/O, no
 //! async runtime and no metrics: callers time and report around [`render`]. The image is decoded
 //! once; every rendition comes from that one decode. Renditions are planned in the stored
 //! orientation and made largest first: a smaller one is resized from an already made full-frame
@@ -121,7 +121,7 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
         bytes: bytes.len() as u64,
         orientation,
     };
-    let source = colour::to_srgb(decoded);
+    let (source, converter) = colour::prepare(decoded);
     timings.decode_ms = clock.lap();
 
     let made = resize_all(&source, preset, orientation)?;
@@ -130,8 +130,9 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     drop(source);
     timings.resize_ms = clock.lap();
 
-    let upright: Vec<Pixels> = made.renditions.into_iter().map(|p| orient::apply(p, orientation)).collect();
-    let thumb = orient::apply(thumb, orientation);
+    // Turned upright and, for wide-gamut RGB sources, converted to sRGB now that they are small.
+    let upright: Vec<Pixels> = made.renditions.into_iter().map(|p| converter.apply(orient::apply(p, orientation))).collect();
+    let thumb = converter.apply(orient::apply(thumb, orientation));
     timings.orient_ms = clock.lap();
 
     let mut outputs = Vec::new();
