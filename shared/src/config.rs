@@ -32,6 +32,7 @@ pub const ENV_VARS: &[&str] = &[
     "IMGFLEET_ECS_TASK_PROTECTION",
     "AWS_REGION",
     "AWS_ENDPOINT_URL",
+    "ECS_AGENT_URI",
 ];
 
 /// Default rendition key template: `renditions/uploads/u/42/me/thumb.webp` for `uploads/u/42/me.jpg`.
@@ -85,6 +86,8 @@ pub struct Config {
     pub worker_id: Option<String>,
     /// Hold ECS task scale-in protection while jobs are in flight.
     pub ecs_task_protection: bool,
+    /// The ECS agent endpoint (`ECS_AGENT_URI`, set by ECS inside a task).
+    pub ecs_agent_uri: Option<String>,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             worker_id: None,
             ecs_task_protection: false,
+            ecs_agent_uri: None,
         }
     }
 }
@@ -237,6 +241,7 @@ impl Config {
             log_format,
             worker_id: string("IMGFLEET_WORKER_ID", file.worker_id),
             ecs_task_protection,
+            ecs_agent_uri: get("ECS_AGENT_URI"),
         })
     }
 }

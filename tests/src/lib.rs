@@ -280,3 +280,50 @@ impl Drop for OwnRedis {
 pub fn photo(w: u32, h: u32) -> Vec<u8> {
     imgfleet_worker::demo::sample_jpeg(w, h, w ^ h, 1)
 }
+
+/// A stand-in for the ECS agent's task-protection endpoint: records every request, answers 200.
+#[derive(Debug, Clone)]
+pub struct FakeEcsAgent {
+    pub uri: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeEcsAgent {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let uri = format!("http://{}/api/task-1", listener.local_addr().expect("addr"));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let mut got = 0;
+                // Read the head and the (small) body.
+                while let Ok(n) = sock.read(&mut buf[got..]).await {
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                    let text = String::from_utf8_lossy(&buf[..got]).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            seen.lock().expect("lock").push(format!("{} {body}", head.lines().next().unwrap_or("")));
+                            break;
+                        }
+                    }
+                }
+                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").await;
+            }
+        });
+        Self { uri, requests }
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+}

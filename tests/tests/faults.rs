@@ -190,3 +190,31 @@ async fn sigterm_finishes_running_jobs_and_loses_nothing() {
     worker.shutdown();
     worker.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_task_holds_ecs_scale_in_protection() {
+    let env = Env::new().await;
+    let setup = env.setup("protect", 5, 30).await;
+    let agent = FakeEcsAgent::start().await;
+    let mut config = env.config(&setup);
+    config.ecs_task_protection = true;
+    config.ecs_agent_uri = Some(agent.uri.clone());
+    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
+    let store = SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(3) };
+    let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
+    env.upload(&setup.bucket, "uploads/protected.jpg", photo(300, 200)).await;
+    env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).contains("uploads/protected.jpg")).await;
+    let enabled = agent.seen();
+    assert!(
+        enabled.iter().any(|r| r.starts_with("PUT /api/task-1/task-protection/v1/state ") && r.contains(r#""ProtectionEnabled":true"#)),
+        "{enabled:?}"
+    );
+    // Given up once idle.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !agent.seen().last().is_some_and(|r| r.contains(r#""ProtectionEnabled":false"#)) {
+        assert!(Instant::now() < deadline, "protection never released: {:?}", agent.seen());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    worker.shutdown();
+    worker.wait().await;
+}

@@ -12,6 +12,7 @@
 //!   outcome, graceful drain. The only module that deletes messages.
 //! - [`keys`]: deterministic rendition keys that cannot escape the output prefix.
 //! - [`metrics`]: every Prometheus metric, and the `/metrics`, `/healthz`, `/readyz` endpoint.
+//! - [`protection`]: ECS task scale-in protection while jobs are in flight.
 //! - [`service`]: configuration → adapters → a running worker. [`demo`], [`process`], [`cli`]: the commands.
 
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod local;
 pub mod metrics;
 pub mod pipeline;
 pub mod process;
+pub mod protection;
 pub mod queue;
 pub mod service;
 pub mod storage;

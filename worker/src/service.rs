@@ -164,11 +164,22 @@ pub async fn start_with<Q: Queue, S: ObjectStore, E: EventSink>(
         "imgfleet worker starting"
     );
     let consumer = Consumer::new(queue, jobs, settings, health.clone(), stopping);
+    let protection = match (&config.ecs_agent_uri, config.ecs_task_protection) {
+        (Some(uri), true) => {
+            let stop = CancellationToken::new();
+            Some((tokio::spawn(crate::protection::run(uri.clone(), metrics.clone(), stop.clone())), stop))
+        }
+        _ => None,
+    };
     let served = CancellationToken::new();
     let server = tokio::spawn(metrics::serve(listener, metrics.clone(), health, served.clone().cancelled_owned()));
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
         consumer.run(token).await;
+        if let Some((task, stop)) = protection {
+            stop.cancel();
+            let _ = task.await;
+        }
         served.cancel();
         let _ = server.await;
     });
