@@ -18,10 +18,8 @@ fn stages(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("stages/{label}"));
         g.sample_size(10);
         g.bench_function("sniff", |b| b.iter(|| sniff::sniff(black_box(&jpeg))));
-        g.bench_function("decode+colour", |b| {
-            b.iter(|| colour::to_srgb(decode::decode(black_box(&jpeg), ImageFormat::Jpeg, &limits).unwrap()))
-        });
-        let source = colour::to_srgb(decode::decode(&jpeg, ImageFormat::Jpeg, &limits).unwrap());
+        g.bench_function("decode", |b| b.iter(|| colour::prepare(decode::decode(black_box(&jpeg), ImageFormat::Jpeg, &limits).unwrap())));
+        let (source, _) = colour::prepare(decode::decode(&jpeg, ImageFormat::Jpeg, &limits).unwrap());
         g.bench_function("resize (3 renditions)", |b| b.iter(|| pipeline::resize_all(black_box(&source), &preset, 6).unwrap()));
         let made = pipeline::resize_all(&source, &preset, 6).unwrap();
         g.bench_function("orient (3 renditions)", |b| {

@@ -321,7 +321,7 @@ fn cascade_matches_a_direct_resize() {
     let (w, h) = (2400u32, 1800u32);
     let source = Pixels::new(w, h, 3, photo_rgb(w, h));
     let preset = Preset::default_profile();
-    let made = pipeline::resize_all(&source, &preset, 1).unwrap();
+    let made = pipeline::resize_all(&source.clone().into(), &preset, 1).unwrap();
     for (spec, cascaded) in preset.renditions.iter().zip(&made.renditions) {
         let plan = resize::plan(w, h, spec.width, spec.height, spec.fit);
         let direct = resize::resize(&source, &plan).unwrap();
@@ -382,5 +382,31 @@ fn wide_gamut_profiles_are_converted_to_srgb() {
     for name in ["thumb", "medium", "large"] {
         let got = centre_rgb(&r, name);
         assert!(near(got, want, 6), "{name}: got {got:?}, want sRGB {want:?} (P3 {colour:?})");
+    }
+}
+
+#[test]
+fn ycbcr_planes_path_matches_a_full_rgb_decode() {
+    use imgfleet_worker::pipeline::decode::{decode, Raster};
+    use jpeg_encoder::SamplingFactor;
+    let (w, h) = (333u32, 217u32);
+    let rgb = photo_rgb(w, h);
+    for sampling in [SamplingFactor::R_4_4_4, SamplingFactor::R_4_2_2, SamplingFactor::R_4_2_0, SamplingFactor::R_4_4_0] {
+        let mut bytes = Vec::new();
+        let mut e = jpeg_encoder::Encoder::new(&mut bytes, 95);
+        e.set_sampling_factor(sampling);
+        e.encode(&rgb, w as u16, h as u16, ColorType::Rgb).unwrap();
+        let decoded = decode(&bytes, ImageFormat::Jpeg, &Default::default()).unwrap();
+        assert!(matches!(decoded.raster, Raster::Ycc(_)), "{sampling:?} takes the planes path");
+        let (_, _, full) = decode_jpeg(&bytes);
+        let full = Pixels::new(w, h, 3, full);
+        for (bw, bh, fit) in [(200, 200, Fit::Inside), (120, 120, Fit::Cover), (333, 217, Fit::Inside)] {
+            let plan = resize::plan(w, h, bw, bh, fit);
+            let planes = resize::resize_raster(&decoded.raster, &plan).unwrap();
+            let reference = resize::resize(&full, &plan).unwrap();
+            assert_eq!((planes.width, planes.height), (reference.width, reference.height));
+            let db = psnr(&planes.data, &reference.data);
+            assert!(db >= 36.0, "{sampling:?} {bw}x{bh} {fit:?}: {db:.1} dB");
+        }
     }
 }

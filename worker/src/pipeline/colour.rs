@@ -9,7 +9,7 @@
 //! source with a wide-gamut profile is resized in its own space and each small rendition is
 //! converted afterwards ([`Converter`]), which costs a fraction of converting the full image.
 
-use super::decode::{icc_colour_space, ColourModel, Decoded};
+use super::decode::{icc_colour_space, ColourModel, Decoded, Raster};
 use super::pixels::Pixels;
 use moxcms::{ColorProfile, Layout, Transform8BitExecutor, TransformOptions};
 use std::sync::Arc;
@@ -47,12 +47,23 @@ impl Converter {
     }
 }
 
-/// Brings the decoded image to 3 (RGB) or 4 (RGBA) channels, converting CMYK and gray to sRGB
-/// now; returns the [`Converter`] that finishes an RGB source with a non-sRGB profile later.
-pub fn prepare(decoded: Decoded) -> (Pixels, Converter) {
-    let Decoded { pixels, model, icc, .. } = decoded;
+/// Brings the decoded image to 3 (RGB) or 4 (RGBA) channels (or keeps YCbCr planes, which become
+/// RGB when resized), converting CMYK and gray to sRGB now; returns the [`Converter`] that finishes
+/// an RGB source with a non-sRGB profile later.
+pub fn prepare(decoded: Decoded) -> (Raster, Converter) {
+    let Decoded { raster, model, icc, .. } = decoded;
     let profile = icc.as_deref().filter(|p| !is_srgb(p)).and_then(|p| ColorProfile::new_from_slice(p).ok());
-    match (model, profile) {
+    let pixels = match raster {
+        Raster::Pixels(p) => p,
+        Raster::Ycc(planes) => {
+            let converter = match profile {
+                Some(p) if p.color_space == moxcms::DataColorSpace::Rgb => rgb_converter(&p, Layout::Rgb),
+                _ => Converter::default(),
+            };
+            return (Raster::Ycc(planes), converter);
+        }
+    };
+    let (pixels, converter) = match (model, profile) {
         (ColourModel::Cmyk, profile) => (cmyk_to_rgb(pixels, profile.as_ref()), Converter::default()),
         (ColourModel::Gray, Some(p)) if icc_colour_space(icc.as_deref().unwrap_or_default()) == Some(*b"GRAY") => {
             let rgb = transform(&pixels, &p, Layout::Gray, Layout::Rgb, 3).unwrap_or_else(|| gray_to_rgb(&pixels));
@@ -61,18 +72,17 @@ pub fn prepare(decoded: Decoded) -> (Pixels, Converter) {
         (ColourModel::Gray, _) => (gray_to_rgb(&pixels), Converter::default()),
         (ColourModel::Rgb | ColourModel::Rgba, Some(p)) if p.color_space == moxcms::DataColorSpace::Rgb => {
             let layout = if pixels.channels == 4 { Layout::Rgba } else { Layout::Rgb };
-            let srgb = ColorProfile::new_srgb();
-            let transform = p.create_transform_8bit(layout, &srgb, layout, TransformOptions::default()).ok();
-            (pixels, Converter { transform: transform.map(|t| (t, layout)) })
+            (pixels, rgb_converter(&p, layout))
         }
         _ => (pixels, Converter::default()),
-    }
+    };
+    (Raster::Pixels(pixels), converter)
 }
 
-/// Converts the whole image to sRGB at once (what [`prepare`] plus [`Converter::apply`] do in two steps).
-pub fn to_srgb(decoded: Decoded) -> Pixels {
-    let (pixels, converter) = prepare(decoded);
-    converter.apply(pixels)
+fn rgb_converter(profile: &ColorProfile, layout: Layout) -> Converter {
+    let srgb = ColorProfile::new_srgb();
+    let transform = profile.create_transform_8bit(layout, &srgb, layout, TransformOptions::default()).ok();
+    Converter { transform: transform.map(|t| (t, layout)) }
 }
 
 /// A profile whose description names sRGB (e.g. "sRGB IEC61966-2.1", "sRGB built-in").

@@ -35,10 +35,51 @@ pub enum ColourModel {
     Cmyk,
 }
 
+/// A YCbCr JPEG as its component planes (JFIF full range, chroma centred), not upsampled or
+/// converted: resizing the planes and converting only the small results saves most of the
+/// full-size work and holds half the memory of an RGB image.
+#[derive(Debug, Clone)]
+pub struct YccPlanes {
+    pub y: Pixels,
+    pub cb: Pixels,
+    pub cr: Pixels,
+    /// Chroma samples per luma sample, horizontally and vertically (e.g. 0.5, 0.5 for 4:2:0).
+    pub chroma_scale: (f64, f64),
+}
+
+/// Decoded samples: interleaved pixels, or the planes of a YCbCr JPEG.
+#[derive(Debug, Clone)]
+pub enum Raster {
+    Pixels(Pixels),
+    Ycc(YccPlanes),
+}
+
+impl Raster {
+    pub fn width(&self) -> u32 {
+        match self {
+            Self::Pixels(p) => p.width,
+            Self::Ycc(y) => y.y.width,
+        }
+    }
+
+    pub fn height(&self) -> u32 {
+        match self {
+            Self::Pixels(p) => p.height,
+            Self::Ycc(y) => y.y.height,
+        }
+    }
+}
+
+impl From<Pixels> for Raster {
+    fn from(p: Pixels) -> Self {
+        Self::Pixels(p)
+    }
+}
+
 /// A decoded image in its stored orientation and colour space.
 #[derive(Debug)]
 pub struct Decoded {
-    pub pixels: Pixels,
+    pub raster: Raster,
     pub model: ColourModel,
     pub icc: Option<Vec<u8>>,
     /// EXIF orientation 1–8 (1 when absent or invalid).
@@ -96,6 +137,11 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let orientation = decoder.exif().map_or(1, |e| exif_orientation(e));
     let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
     let cmyk_profile = icc.as_deref().is_some_and(|p| icc_colour_space(p) == Some(*b"CMYK"));
+    if input == ColorSpace::YCbCr {
+        if let Some(planes) = ycc_planes(&mut decoder, width, height)? {
+            return Ok(Decoded { raster: Raster::Ycc(planes), model: ColourModel::Rgb, icc, orientation });
+        }
+    }
     let (out, model) = match input {
         ColorSpace::CMYK if cmyk_profile => (ColorSpace::CMYK, ColourModel::Cmyk),
         ColorSpace::Luma => (ColorSpace::Luma, ColourModel::Gray),
@@ -106,7 +152,37 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let channels = out.num_components() as u8;
     // A CMYK/YCCK image without a usable CMYK profile was converted by zune's naive formula: its ICC no longer applies.
     let icc = if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) && model != ColourModel::Cmyk { None } else { icc };
-    Ok(Decoded { pixels: Pixels::new(width, height, channels, data), model, icc, orientation })
+    Ok(Decoded { raster: Pixels::new(width, height, channels, data).into(), model, icc, orientation })
+}
+
+/// Decodes a 3-component YCbCr JPEG whose luma is at full resolution into its raw planes; `None`
+/// for layouts this does not cover (the caller then decodes to RGB).
+fn ycc_planes(decoder: &mut JpegDecoder<ZCursor<&[u8]>>, width: u32, height: u32) -> Result<Option<YccPlanes>, DecodeError> {
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
+    let mut raw = decoder.raw_output();
+    let (Some(layout), Some(3)) = (raw.layout(), raw.num_components()) else { return Ok(None) };
+    let (y, c1, c2) = (&layout[0], &layout[1], &layout[2]);
+    let luma_full = y.width == width as usize && y.height == height as usize;
+    let chroma_alike = (c1.horizontal_sampling_factor, c1.vertical_sampling_factor) == (c2.horizontal_sampling_factor, c2.vertical_sampling_factor)
+        && (c1.width, c1.height) == (c2.width, c2.height);
+    let luma_max = y.horizontal_sampling_factor >= c1.horizontal_sampling_factor && y.vertical_sampling_factor >= c1.vertical_sampling_factor;
+    if !(luma_full && chroma_alike && luma_max) {
+        return Ok(None);
+    }
+    let mut buffers: Vec<Vec<u8>> = layout[..3].iter().map(|p| vec![0u8; p.width * p.height]).collect();
+    let strides: Vec<usize> = layout[..3].iter().map(|p| p.width).collect();
+    {
+        let mut planes: Vec<&mut [u8]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
+        raw.decode_into_planes_strided(&mut planes, &strides).map_err(corrupt)?;
+    }
+    let mut it = buffers.into_iter();
+    let mut plane = |info: &zune_jpeg::PlaneInfo| Pixels::new(info.width as u32, info.height as u32, 1, it.next().unwrap_or_default());
+    let (yp, cb, cr) = (plane(y), plane(c1), plane(c2));
+    let chroma_scale = (
+        c1.horizontal_sampling_factor as f64 / y.horizontal_sampling_factor as f64,
+        c1.vertical_sampling_factor as f64 / y.vertical_sampling_factor as f64,
+    );
+    Ok(Some(YccPlanes { y: yp, cb, cr, chroma_scale }))
 }
 
 /// The data colour space signature of an ICC profile (bytes 16..20), e.g. `RGB `, `CMYK`, `GRAY`.
@@ -155,7 +231,7 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     };
     // A gray profile describes gray samples; once expanded to RGBA it no longer fits.
     let icc = if frame.color_type == png::ColorType::GrayscaleAlpha { None } else { icc };
-    Ok(Decoded { pixels, model, icc, orientation })
+    Ok(Decoded { raster: pixels.into(), model, icc, orientation })
 }
 
 fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
@@ -173,7 +249,8 @@ fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let (channels, model) = if image.is_alpha() { (4, ColourModel::Rgba) } else { (3, ColourModel::Rgb) };
     let chunks = webp_chunks(bytes);
     let orientation = chunks.exif.map_or(1, exif_orientation);
-    Ok(Decoded { pixels: Pixels::new(width, height, channels, image.to_vec()), model, icc: chunks.icc.map(<[u8]>::to_vec), orientation })
+    let pixels = Pixels::new(width, height, channels, image.to_vec());
+    Ok(Decoded { raster: pixels.into(), model, icc: chunks.icc.map(<[u8]>::to_vec), orientation })
 }
 
 #[derive(Default)]

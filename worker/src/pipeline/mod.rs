@@ -15,7 +15,7 @@ pub mod pixels;
 pub mod resize;
 pub mod sniff;
 
-use decode::DecodeError;
+use decode::{DecodeError, Raster};
 use encode::EncodeError;
 use imgfleet_shared::outcome::{RenditionInfo, SourceInfo, StageTimings};
 use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Limits, Preset, RenderResult};
@@ -116,8 +116,8 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     let orientation = decoded.orientation;
     let source_info = SourceInfo {
         format,
-        width: decoded.pixels.width,
-        height: decoded.pixels.height,
+        width: decoded.raster.width(),
+        height: decoded.raster.height(),
         bytes: bytes.len() as u64,
         orientation,
     };
@@ -125,8 +125,10 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.decode_ms = clock.lap();
 
     let made = resize_all(&source, preset, orientation)?;
-    let placeholder_source = made.frames.last().map_or(&source, |f| &f.pixels);
-    let thumb = resize::resize(placeholder_source, &transposed_plan(placeholder_source, 100, 100, Fit::Inside, orientation))?;
+    let thumb = match made.frames.last() {
+        Some(f) => resize::resize(&f.pixels, &transposed_plan(f.pixels.width, f.pixels.height, 100, 100, Fit::Inside, orientation))?,
+        None => resize::resize_raster(&source, &transposed_plan(source.width(), source.height(), 100, 100, Fit::Inside, orientation))?,
+    };
     drop(source);
     timings.resize_ms = clock.lap();
 
@@ -174,17 +176,18 @@ pub struct Made {
     frames: Vec<Frame>,
 }
 
-/// Plans a box against the stored image: for orientations 5–8 the box is transposed.
-pub fn transposed_plan(src: &Pixels, w: u32, h: u32, fit: Fit, orientation: u8) -> Plan {
+/// Plans a box against the stored `src_w` x `src_h` image: for orientations 5–8 the box is transposed.
+pub fn transposed_plan(src_w: u32, src_h: u32, w: u32, h: u32, fit: Fit, orientation: u8) -> Plan {
     let (bw, bh) = if orient::transposes(orientation) { (h, w) } else { (w, h) };
-    resize::plan(src.width, src.height, bw, bh, fit)
+    resize::plan(src_w, src_h, bw, bh, fit)
 }
 
 /// Resizes every rendition of `preset` from `source` (stored orientation), largest first, cutting
 /// smaller ones from larger full-frame ones where [`CASCADE_MIN_RATIO`] allows.
-pub fn resize_all(source: &Pixels, preset: &Preset, orientation: u8) -> Result<Made, ResizeError> {
+pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<Made, ResizeError> {
+    let (src_w, src_h) = (source.width(), source.height());
     let plans: Vec<Plan> =
-        preset.renditions.iter().map(|r| transposed_plan(source, r.width, r.height, r.fit, orientation)).collect();
+        preset.renditions.iter().map(|r| transposed_plan(src_w, src_h, r.width, r.height, r.fit, orientation)).collect();
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
 
@@ -192,12 +195,12 @@ pub fn resize_all(source: &Pixels, preset: &Preset, orientation: u8) -> Result<M
     let mut out: Vec<Option<Pixels>> = vec![None; plans.len()];
     for i in order {
         let plan = plans[i];
-        let pixels = match frames.iter().rev().find_map(|f| cascade_plan(source, &f.pixels, &plan).map(|p| (f, p))) {
+        let pixels = match frames.iter().rev().find_map(|f| cascade_plan(src_w, src_h, &f.pixels, &plan).map(|p| (f, p))) {
             Some((frame, p)) => resize::resize(&frame.pixels, &p)?,
-            None => resize::resize(source, &plan)?,
+            None => resize::resize_raster(source, &plan)?,
         };
-        let full_frame = plan.crop == (0.0, 0.0, f64::from(source.width), f64::from(source.height));
-        if full_frame && (pixels.width < source.width || pixels.height < source.height) {
+        let full_frame = plan.crop == (0.0, 0.0, f64::from(src_w), f64::from(src_h));
+        if full_frame && (pixels.width < src_w || pixels.height < src_h) {
             frames.push(Frame { pixels: pixels.clone() });
         }
         out[i] = Some(pixels);
@@ -206,9 +209,9 @@ pub fn resize_all(source: &Pixels, preset: &Preset, orientation: u8) -> Result<M
 }
 
 /// Maps a plan on the full source onto a smaller full-frame rendition, if that is big enough.
-fn cascade_plan(source: &Pixels, frame: &Pixels, plan: &Plan) -> Option<Plan> {
-    let sx = f64::from(frame.width) / f64::from(source.width);
-    let sy = f64::from(frame.height) / f64::from(source.height);
+fn cascade_plan(src_w: u32, src_h: u32, frame: &Pixels, plan: &Plan) -> Option<Plan> {
+    let sx = f64::from(frame.width) / f64::from(src_w);
+    let sy = f64::from(frame.height) / f64::from(src_h);
     let (l, t, w, h) = plan.crop;
     let crop = (l * sx, t * sy, w * sx, h * sy);
     let enough = crop.2 >= CASCADE_MIN_RATIO * f64::from(plan.width) && crop.3 >= CASCADE_MIN_RATIO * f64::from(plan.height);

@@ -2,6 +2,7 @@
 //! (SIMD kernels chosen at run time; Lanczos3). Alpha is premultiplied while filtering, so
 //! transparent edges get no dark fringe.
 
+use super::decode::{Raster, YccPlanes};
 use super::pixels::Pixels;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -75,6 +76,40 @@ pub fn resize(src: &Pixels, plan: &Plan) -> Result<Pixels, ResizeError> {
         .crop(left, top, w, h);
     RESIZER.with_borrow_mut(|r| r.resize(&view, &mut dst, &options)).map_err(|e| err(&e))?;
     Ok(Pixels::new(plan.width, plan.height, src.channels, dst.into_vec()))
+}
+
+/// Resizes any decoded raster to an RGB(A) rendition.
+pub fn resize_raster(src: &Raster, plan: &Plan) -> Result<Pixels, ResizeError> {
+    match src {
+        Raster::Pixels(p) => resize(p, plan),
+        Raster::Ycc(planes) => resize_ycc(planes, plan),
+    }
+}
+
+/// Resizes luma and both chroma planes to the rendition size (chroma crops scaled to the chroma
+/// grid; JPEG chroma is centred, so the mapping is a plain scale), then converts to RGB.
+fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<Pixels, ResizeError> {
+    let y = resize(&src.y, plan)?;
+    let (sx, sy) = src.chroma_scale;
+    let (l, t, w, h) = plan.crop;
+    let chroma_plan = Plan { crop: (l * sx, t * sy, (w * sx).min(f64::from(src.cb.width) - l * sx), (h * sy).min(f64::from(src.cb.height) - t * sy)), ..*plan };
+    let cb = resize(&src.cb, &chroma_plan)?;
+    let cr = resize(&src.cr, &chroma_plan)?;
+    Ok(ycc_to_rgb(&y, &cb, &cr))
+}
+
+/// JFIF YCbCr (full range) → RGB, in 16.16 fixed point.
+pub fn ycc_to_rgb(y: &Pixels, cb: &Pixels, cr: &Pixels) -> Pixels {
+    const ONE: i32 = 1 << 16;
+    let f = |v: f64| (v * f64::from(ONE)).round() as i32;
+    let (cr_r, cb_g, cr_g, cb_b) = (f(1.402), f(0.344_136), f(0.714_136), f(1.772));
+    let clamp = |v: i32| ((v + ONE / 2) >> 16).clamp(0, 255) as u8;
+    let mut out = Vec::with_capacity(y.data.len() * 3);
+    for ((&l, &b), &r) in y.data.iter().zip(&cb.data).zip(&cr.data) {
+        let (l, b, r) = (i32::from(l) * ONE, i32::from(b) - 128, i32::from(r) - 128);
+        out.extend([clamp(l + cr_r * r), clamp(l - cb_g * b - cr_g * r), clamp(l + cb_b * b)]);
+    }
+    Pixels::new(y.width, y.height, 3, out)
 }
 
 #[cfg(test)]
