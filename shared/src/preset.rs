@@ -27,6 +27,19 @@ pub struct OutputSpec {
     pub format: ImageFormat,
     /// Encoder quality, 1–100.
     pub quality: u8,
+    /// WebP encoder effort (libwebp `method`, 0–6): higher is smaller and slower. Default
+    /// [`OutputSpec::DEFAULT_WEBP_EFFORT`]. Not used for JPEG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<u8>,
+}
+
+impl OutputSpec {
+    /// The WebP effort used when a preset names none (chosen by measurement: docs/performance.md).
+    pub const DEFAULT_WEBP_EFFORT: u8 = 5;
+
+    pub const fn new(format: ImageFormat, quality: u8) -> Self {
+        Self { format, quality, effort: None }
+    }
 }
 
 /// One rendition: a named box, a fit and the formats to encode it in.
@@ -116,8 +129,8 @@ impl Preset {
     /// The built-in profile-photo preset.
     pub fn default_profile() -> Self {
         let formats = vec![
-            OutputSpec { format: ImageFormat::Jpeg, quality: 85 },
-            OutputSpec { format: ImageFormat::Webp, quality: 80 },
+            OutputSpec::new(ImageFormat::Jpeg, 85),
+            OutputSpec::new(ImageFormat::Webp, 80),
         ];
         let spec = |name: &str, side, fit| RenditionSpec {
             name: name.to_owned(),
@@ -167,6 +180,9 @@ impl Preset {
                 }
                 if !(1..=100).contains(&o.quality) {
                     return Err(invalid(format!("rendition {:?}: quality must be 1..=100", r.name)));
+                }
+                if o.effort.is_some_and(|e| e > 6) {
+                    return Err(invalid(format!("rendition {:?}: effort must be 0..=6", r.name)));
                 }
             }
         }
@@ -251,8 +267,8 @@ mod tests {
             assert_eq!(
                 r.formats,
                 [
-                    OutputSpec { format: ImageFormat::Jpeg, quality: 85 },
-                    OutputSpec { format: ImageFormat::Webp, quality: 80 }
+                    OutputSpec::new(ImageFormat::Jpeg, 85),
+                    OutputSpec::new(ImageFormat::Webp, 80)
                 ]
             );
         }
@@ -311,6 +327,9 @@ mod tests {
         let mut q = base.clone();
         q.renditions[0].formats[0].quality = 0;
         assert!(q.validate().unwrap_err().to_string().contains("quality"));
+        let mut effort = base.clone();
+        effort.renditions[0].formats[1].effort = Some(7);
+        assert!(effort.validate().unwrap_err().to_string().contains("effort"));
         let mut path = base.clone();
         path.renditions[0].name = "../x".into();
         assert!(path.validate().is_err());

@@ -26,9 +26,9 @@ fn stages(c: &mut Criterion) {
             b.iter(|| made.renditions.iter().map(|p| orient::apply(p.clone(), 6).width).sum::<u32>())
         });
         let upright: Vec<_> = made.renditions.iter().map(|p| orient::apply(p.clone(), 6)).collect();
-        for (format, quality) in [(ImageFormat::Jpeg, 85), (ImageFormat::Webp, 80)] {
-            g.bench_function(BenchmarkId::new("encode (3 renditions)", format), |b| {
-                b.iter(|| upright.iter().map(|p| encode::encode(p, format, quality, [255; 3]).unwrap().len()).sum::<usize>())
+        for spec in &preset.renditions[0].formats {
+            g.bench_function(BenchmarkId::new("encode (3 renditions)", spec.format), |b| {
+                b.iter(|| upright.iter().map(|p| encode::encode(p, spec, [255; 3]).unwrap().len()).sum::<usize>())
             });
         }
         g.finish();

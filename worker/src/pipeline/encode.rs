@@ -5,7 +5,7 @@
 //! flattened onto the background. WebP: libwebp through the `webp` crate; alpha is kept.
 
 use super::pixels::Pixels;
-use imgfleet_shared::ImageFormat;
+use imgfleet_shared::{ImageFormat, OutputSpec};
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
 /// Why encoding a rendition failed.
@@ -20,15 +20,12 @@ pub enum EncodeError {
     Unsupported(ImageFormat),
 }
 
-/// WebP encoder effort (libwebp `method`, 0–6). Measured against bytes and time in `docs/performance.md`.
-pub const WEBP_METHOD: i32 = 4;
-
-/// Encodes `pixels` as `format` at `quality` (1–100).
-pub fn encode(pixels: &Pixels, format: ImageFormat, quality: u8, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
-    match format {
-        ImageFormat::Jpeg => encode_jpeg(pixels, quality, background),
-        ImageFormat::Webp => encode_webp(pixels, quality),
-        ImageFormat::Png => Err(EncodeError::Unsupported(format)),
+/// Encodes `pixels` as `spec` says (format, quality 1–100, WebP effort).
+pub fn encode(pixels: &Pixels, spec: &OutputSpec, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
+    match spec.format {
+        ImageFormat::Jpeg => encode_jpeg(pixels, spec.quality, background),
+        ImageFormat::Webp => encode_webp(pixels, spec.quality, spec.effort.unwrap_or(OutputSpec::DEFAULT_WEBP_EFFORT)),
+        ImageFormat::Png => Err(EncodeError::Unsupported(spec.format)),
     }
 }
 
@@ -44,15 +41,15 @@ fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<
     Ok(out)
 }
 
-fn encode_webp(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, EncodeError> {
+fn encode_webp(pixels: &Pixels, quality: u8, effort: u8) -> Result<Vec<u8>, EncodeError> {
     let encoder = match pixels.channels {
         4 if !pixels.is_opaque() => webp::Encoder::from_rgba(&pixels.data, pixels.width, pixels.height),
-        4 => return encode_webp(&Pixels::new(pixels.width, pixels.height, 3, pixels.flatten([0, 0, 0]).into_owned()), quality),
+        4 => return encode_webp(&Pixels::new(pixels.width, pixels.height, 3, pixels.flatten([0, 0, 0]).into_owned()), quality, effort),
         _ => webp::Encoder::from_rgb(&pixels.data, pixels.width, pixels.height),
     };
     let mut config = webp::WebPConfig::new().map_err(|()| EncodeError::Webp("libwebp config".into()))?;
     config.quality = f32::from(quality.clamp(1, 100));
-    config.method = WEBP_METHOD;
+    config.method = i32::from(effort.min(6));
     let data = encoder.encode_advanced(&config).map_err(|e| EncodeError::Webp(format!("{e:?}")))?;
     Ok(data.to_vec())
 }

@@ -140,7 +140,7 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     let mut outputs = Vec::new();
     for (spec, pixels) in preset.renditions.iter().zip(&upright) {
         for out in &spec.formats {
-            let data = encode::encode(pixels, out.format, out.quality, options.background)?;
+            let data = encode::encode(pixels, out, options.background)?;
             outputs.push(Output { name: spec.name.clone(), format: out.format, width: pixels.width, height: pixels.height, data });
         }
     }
