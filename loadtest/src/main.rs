@@ -1,25 +1,9 @@
-//! `imgfleet-loadtest`: how many images per second per core, what upload-to-event latency at a
-//! given rate, and did anything get lost.
-//!
-//! - [`pipeline`]: the rendition job in-process over a folder (images/s, MP/s, stage shares, RSS, bytes).
-//! - [`e2e`]: uploads to a real bucket and reads the fleet's events from Redis ([`stream`]), matched
-//!   by [`ledger`]; [`report`] and [`chart`] write the table, `report.json` and `chart.svg`.
-//! - [`setup`]: bucket + queue + dead-letter queue + bucket notification for a local run, and their teardown.
-//! - [`samples`]: generated photos, when no corpus is at hand. [`stats`]: percentiles and histograms.
+//! The `imgfleet-loadtest` command line; see the library docs for what each mode does.
 //!
 //! Exit status: 0 when the run is clean, 1 when an e2e run lost a job or an upload failed, 2 on an
 //! error (bad arguments, unreachable services).
 
-mod chart;
-mod e2e;
-mod inputs;
-mod ledger;
-mod pipeline;
-mod report;
-mod samples;
-mod setup;
-mod stats;
-mod stream;
+use imgfleet_loadtest::{e2e, pipeline, report, samples, setup};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};

@@ -7,10 +7,6 @@
 //! starts both.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    Event as S3EventType, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
-    S3KeyFilter,
-};
 use aws_sdk_sqs::types::QueueAttributeName;
 use imgfleet_shared::config::Config;
 use imgfleet_shared::event::Event;
@@ -69,56 +65,20 @@ impl Env {
     }
 
     /// A bucket whose `uploads/` notifications feed a fresh queue with a dead-letter queue after
-    /// `max_receives`, and a fresh event stream name.
+    /// `max_receives`, and a fresh event stream name (made by the load test's `setup`).
     pub async fn setup(&self, name: &str, max_receives: u32, visibility_secs: u32) -> Setup {
         let base = unique(name);
         let bucket = base.chars().take(63).collect::<String>();
-        self.s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
-        let dlq_url = self.sqs.create_queue().queue_name(format!("{base}-dlq")).send().await.expect("create dlq").queue_url.unwrap();
-        let dlq_arn = self.queue_arn(&dlq_url).await;
-        let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()}).to_string();
-        let queue_url = self
-            .sqs
-            .create_queue()
-            .queue_name(&base)
-            .attributes(QueueAttributeName::RedrivePolicy, redrive)
-            .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
-            .send()
-            .await
-            .expect("create queue")
-            .queue_url
-            .unwrap();
-        let queue_arn = self.queue_arn(&queue_url).await;
-        let filter = NotificationConfigurationFilter::builder()
-            .key(S3KeyFilter::builder().filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(UPLOADS).build()).build())
-            .build();
-        let queue_config = QueueConfiguration::builder()
-            .id("uploads")
-            .queue_arn(queue_arn)
-            .events(S3EventType::from("s3:ObjectCreated:*"))
-            .filter(filter)
-            .build()
-            .expect("queue configuration");
-        self.s3
-            .put_bucket_notification_configuration()
-            .bucket(&bucket)
-            .notification_configuration(NotificationConfiguration::builder().queue_configurations(queue_config).build())
-            .send()
-            .await
-            .expect("bucket notification");
-        Setup { name: base.clone(), bucket, queue_url, dlq_url, stream: format!("imgfleet:test:{base}") }
-    }
-
-    async fn queue_arn(&self, url: &str) -> String {
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes");
-        attrs.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)).expect("queue arn")
+        let clients = imgfleet_loadtest::setup::Clients { sdk: self.sdk.clone(), s3: self.s3.clone(), sqs: self.sqs.clone() };
+        let args = imgfleet_loadtest::setup::SetupArgs {
+            bucket: bucket.clone(),
+            queue: base.clone(),
+            prefix: UPLOADS.into(),
+            max_receives,
+            visibility_secs,
+        };
+        let created = imgfleet_loadtest::setup::run(&clients, &args).await.expect("bucket, queues and notification");
+        Setup { name: base.clone(), bucket, queue_url: created.queue_url, dlq_url: created.dlq_url, stream: format!("imgfleet:test:{base}") }
     }
 
     /// The worker configuration for `setup`, with metrics on a free loopback port.
