@@ -10,6 +10,9 @@ repeated). The table gives medians over rounds and each row's speed as a ratio o
   scripts/bench-side-by-side.py [--peers ../shared/bench/peers] [--rounds 3] [--reps 3] [--only LABELS]
 
 PEERS/run.sh installs the peers (under /tmp) on first use; this script calls it for that.
+Rows `imgfleet wN` are `imgfleet-loadtest pipeline` (sources held in memory, like the peers' outputs;
+its peak RSS includes the sources); rows `imgfleet process wN` are the `imgfleet process` command
+(files read and renditions written, process start-up included).
 Results go to loadtest-report/side-by-side-<stamp>.{md,jsonl}.
 """
 import argparse, glob, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
@@ -73,6 +76,32 @@ def run_imgfleet(label, threads, preset):
         if rec['foreign'] <= a.max_foreign or attempt == 2:
             return rec
 
+def run_process(label, threads):
+    """`imgfleet process` as a user runs it: files read from disk, outputs written, process start-up
+    included (REPS passes over the photos in one invocation)."""
+    out = tempfile.mkdtemp(prefix='imgfleet-process-', dir=work)
+    files = sorted(glob.glob(os.path.join(photos, '*.jpg')))
+    cmd = [os.path.join(ROOT, 'target', 'release', 'imgfleet'), 'process', '--json', '--jobs', str(threads), '--out', out, *(files * a.reps)]
+    for attempt in range(3):
+        wait_quiet()
+        b0, t0 = busy_s(), time.time()
+        p = subprocess.run(['/usr/bin/time', '-v', *cmd], capture_output=True, text=True)
+        wall, busy = time.time() - t0, busy_s() - b0
+        if p.returncode != 0:
+            sys.exit(f'{label} failed:\n{p.stderr[-3000:]}')
+        g = lambda k: float(re.search(re.escape(k) + r':\s*([\d.]+)', p.stderr).group(1))
+        own = g('User time (seconds)') + g('System time (seconds)')
+        results = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+        n = len(results)
+        per = lambda fmt: round(sum(x['bytes'] for r in results for x in r['renditions'] if x['format'] == fmt) / max(n, 1))
+        rec = dict(label=label, peer='imgfleet', variant='process', workers=threads, images=n, wall_s=round(wall, 3),
+                   images_per_s=round(n / wall, 3), median_ms=statistics.median(sum(r['timings'].values()) for r in results),
+                   jpeg_bytes_per_image=per('jpeg'), webp_bytes_per_image=per('webp'),
+                   rss_mb=round(g('Maximum resident set size (kbytes)') / 1024, 1), foreign=round(max(0.0, busy - own) / (wall * NCPU), 3))
+        shutil.rmtree(out, ignore_errors=True)
+        if rec['foreign'] <= a.max_foreign or attempt == 2:
+            return rec
+
 recs = []
 stamp = time.strftime('%Y%m%d-%H%M%S')
 os.makedirs(os.path.join(ROOT, 'loadtest-report'), exist_ok=True)
@@ -91,10 +120,12 @@ with open(raw_path, 'w') as raw:
             for line in open(path):
                 r = json.loads(line); r['round'] = rnd; r['threads'] = 2 if 'vips2' in r['label'] else r.get('workers', 1)
                 recs.append(r); raw.write(json.dumps(r) + '\n')
-        for label, threads, preset in ours:
-            r = run_imgfleet(label, threads, preset); r['round'] = rnd; r['threads'] = threads
+        runs = [(label, threads, lambda l=label, t=threads, p=preset: run_imgfleet(l, t, p)) for label, threads, preset in ours]
+        runs += [(f'imgfleet process w{t}', t, lambda t=t: run_process(f'imgfleet process w{t}', t)) for t in (1, 2)]
+        for label, threads, measure in runs:
+            r = measure(); r['round'] = rnd; r['threads'] = threads
             recs.append(r); raw.write(json.dumps(r) + '\n')
-            print(f"round {rnd}: {label}: {r['images_per_s']:.2f} img/s, foreign {r['foreign']}", file=sys.stderr)
+            print(f"round {rnd}: {label}: {r['images_per_s']:.2f} img/s, rss {r['rss_mb']} MB, foreign {r['foreign']}", file=sys.stderr)
 
 by = {}
 for r in recs:

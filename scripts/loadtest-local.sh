@@ -115,6 +115,16 @@ status=0
   --bucket "$BUCKET" --prefix "uploads/loadtest/$RUN_ID/" --redis-url "$REDIS_URL" --stream "$STREAM" \
   --run-id "$RUN_ID" --out "$OUT" || status=$?
 
+# The workers' own CPU time (user + system), to compare with `imgfleet-loadtest pipeline`'s images
+# per CPU-second: what the queue, S3 and Redis round trips cost the worker, apart from the emulator.
+ticks=0
+for pid in "${PIDS[@]}"; do
+  [ -r "/proc/$pid/stat" ] && ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+done
+awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$COUNT" \
+  'BEGIN { s = t / hz; printf "loadtest-local: workers used %.2f CPU-s for %d uploads: %.2f images per worker CPU-second\n", s, n, (s > 0 ? n / s : 0) }' \
+  | tee "$OUT/worker-cpu.txt"
+
 cleanup
 trap - EXIT
 echo "loadtest-local: report in $OUT (report.json, chart.svg, worker-*.log)"

@@ -84,7 +84,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
     let mut images = inputs::load(&args.input, &args.glob)?;
     let input_mb = images.iter().map(|i| i.bytes.len()).sum::<usize>() as f64 / 1e6;
 
-    let warm = warm_up(&images, &preset, &options);
+    let warm = warm_up(&images, args.threads, &preset, &options);
     let rejected: Vec<String> = warm.iter().filter_map(|w| w.as_ref().err().cloned()).collect();
     let keep: Vec<bool> = warm.iter().map(Result::is_ok).collect();
     let results: Vec<RenderResult> = warm.into_iter().filter_map(Result::ok).collect();
@@ -144,19 +144,19 @@ fn load_preset(path: Option<&Path>) -> anyhow::Result<(Preset, RenderOptions)> {
     Ok((catalog.default_preset().clone(), options))
 }
 
-/// Renders each image once; a rejected one becomes `"name: kind: message"`.
-fn warm_up(images: &[Image], preset: &Preset, options: &RenderOptions) -> Vec<Result<RenderResult, String>> {
-    let bar = report::bar(images.len() as u64, "warm-up");
-    let out = images
-        .iter()
-        .map(|img| {
-            let r = pipeline::render(&img.bytes, preset, options).map(|r| r.result).map_err(|e| format!("{}: {}: {e}", img.name, e.kind()));
-            bar.inc(1);
-            r
-        })
-        .collect();
-    bar.finish_and_clear();
-    out
+/// Renders each image once on the same number of threads as the timed passes (so the allocator
+/// sees the same pattern and peak RSS compares with the peers'); a rejected one becomes
+/// `"name: kind: message"`.
+fn warm_up(images: &[Image], threads: usize, preset: &Preset, options: &RenderOptions) -> Vec<Result<RenderResult, String>> {
+    let work: Vec<usize> = (0..images.len()).collect();
+    let mut out: Vec<Option<Result<RenderResult, String>>> = vec![None; images.len()];
+    on_threads(&work, threads, "warm-up", |i| {
+        let img = &images[i];
+        pipeline::render(&img.bytes, preset, options).map(|r| r.result).map_err(|e| format!("{}: {}: {e}", img.name, e.kind()))
+    })
+    .into_iter()
+    .for_each(|(i, r)| out[i] = Some(r));
+    out.into_iter().flatten().collect()
 }
 
 /// One timed render.
@@ -168,42 +168,46 @@ struct Timed {
 
 /// Renders `work` (indices into `images`) on `threads` threads; returns each render's time.
 fn timed_passes(images: &[Image], work: &[usize], threads: usize, preset: &Preset, options: &RenderOptions) -> anyhow::Result<Vec<Timed>> {
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<Result<Timed, String>>();
-    let bar = report::bar(work.len() as u64, "timed");
     let mut timed = Vec::with_capacity(work.len());
-    let mut failure = None;
+    for (_, msg) in on_threads(work, threads, "timed", |i| {
+        let img = &images[i];
+        let t = Instant::now();
+        let result = pipeline::render(&img.bytes, preset, options);
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        result.map(|r| Timed { ms, stages: r.result.timings.stages() }).map_err(|e| format!("{}: {e}", img.name))
+    }) {
+        // The warm-up pass rendered the same bytes: a failure now is a bug worth stopping for.
+        timed.push(msg.map_err(|e| anyhow::anyhow!("a render that succeeded in the warm-up pass failed: {e}"))?);
+    }
+    Ok(timed)
+}
+
+/// Runs `f` on every item of `work` from `threads` worker threads (each taking the next item),
+/// with a progress bar; returns `(item, result)` in completion order.
+fn on_threads<T: Send>(work: &[usize], threads: usize, label: &'static str, f: impl Fn(usize) -> T + Sync) -> Vec<(usize, T)> {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(usize, T)>();
+    let bar = report::bar(work.len() as u64, label);
+    let mut out = Vec::with_capacity(work.len());
     std::thread::scope(|scope| {
         for _ in 0..threads.min(work.len()) {
-            let (tx, next) = (tx.clone(), &next);
+            let (tx, next, f) = (tx.clone(), &next, &f);
             scope.spawn(move || {
                 while let Some(&i) = work.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let img = &images[i];
-                    let t = Instant::now();
-                    let result = pipeline::render(&img.bytes, preset, options);
-                    let ms = t.elapsed().as_secs_f64() * 1000.0;
-                    let msg = result.map(|r| Timed { ms, stages: r.result.timings.stages() }).map_err(|e| format!("{}: {e}", img.name));
-                    if tx.send(msg).is_err() {
+                    if tx.send((i, f(i))).is_err() {
                         break;
                     }
                 }
             });
         }
         drop(tx);
-        for msg in rx {
-            match msg {
-                Ok(t) => timed.push(t),
-                Err(e) => failure = Some(e),
-            }
+        for item in rx {
+            out.push(item);
             bar.inc(1);
         }
     });
     bar.finish_and_clear();
-    match failure {
-        // The warm-up pass rendered the same bytes: a failure now is a bug worth stopping for.
-        Some(e) => anyhow::bail!("a render that succeeded in the warm-up pass failed: {e}"),
-        None => Ok(timed),
-    }
+    out
 }
 
 /// Mean time and share of each stage, largest share first.
