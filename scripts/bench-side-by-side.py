@@ -39,12 +39,14 @@ if not os.path.isdir(photos):
 print('building imgfleet-loadtest (release)…', file=sys.stderr)
 subprocess.run(['cargo', 'build', '--release', '--locked', '-p', 'imgfleet-loadtest'], cwd=ROOT, check=True)
 LOADTEST = os.path.join(ROOT, 'target', 'release', 'imgfleet-loadtest')
-print('installing peers if missing…', file=sys.stderr)
-subprocess.run(['bash', os.path.join(peers, 'run.sh'), '--rounds', '1', '--reps', '1', '--only', 'no-such-config'],
-               capture_output=True)
+# Work on a copy: the peer benchmark writes its results beside itself, and PEERS stays untouched.
 work = tempfile.mkdtemp(prefix='imgfleet-peers-')
 shutil.copytree(peers, os.path.join(work, 'peers'))
 bench = os.path.join(work, 'peers', 'bench.py')
+results = os.path.join(work, 'peers', 'results')
+print('installing peers if missing…', file=sys.stderr)
+subprocess.run(['bash', os.path.join(work, 'peers', 'run.sh'), '--corpus', corpus, '--rounds', '1', '--reps', '1',
+                '--only', 'no-such-config'], capture_output=True)
 PY = '/tmp/peers-venv/bin/python'
 
 NCPU, HZ = os.cpu_count(), os.sysconf('SC_CLK_TCK')
@@ -57,10 +59,9 @@ def wait_quiet():
         b = busy_s(); time.sleep(1.0)
         if (busy_s() - b) / NCPU < 0.10: return
 
-def run_imgfleet(label, threads, preset):
-    out = os.path.join(work, 'imgfleet.json')
-    cmd = [LOADTEST, 'pipeline', '--input', photos, '--threads', str(threads), '--iterations', str(a.reps), '--json', out]
-    if preset: cmd += ['--preset', preset]
+def measured(label, cmd, record):
+    """Runs `cmd` under /usr/bin/time -v on a quiet machine (again, up to twice, if other processes
+    used over --max-foreign of the CPUs meanwhile); `record(stdout)` turns its output into the record."""
     for attempt in range(3):
         wait_quiet()
         b0, t0 = busy_s(), time.time()
@@ -70,11 +71,17 @@ def run_imgfleet(label, threads, preset):
             sys.exit(f'{label} failed:\n{p.stderr[-3000:]}')
         g = lambda k: float(re.search(re.escape(k) + r':\s*([\d.]+)', p.stderr).group(1))
         own = g('User time (seconds)') + g('System time (seconds)')
-        rec = json.load(open(out))
-        rec.update(label=label, peer='imgfleet', variant=label, rss_mb=round(g('Maximum resident set size (kbytes)') / 1024, 1),
+        rec = record(p.stdout, wall)
+        rec.update(label=label, peer='imgfleet', rss_mb=round(g('Maximum resident set size (kbytes)') / 1024, 1),
                    foreign=round(max(0.0, busy - own) / (wall * NCPU), 3))
         if rec['foreign'] <= a.max_foreign or attempt == 2:
             return rec
+
+def run_imgfleet(label, threads, preset):
+    out = os.path.join(work, 'imgfleet.json')
+    cmd = [LOADTEST, 'pipeline', '--input', photos, '--threads', str(threads), '--iterations', str(a.reps), '--json', out]
+    if preset: cmd += ['--preset', preset]
+    return measured(label, cmd, lambda stdout, wall: {**json.load(open(out)), 'variant': label})
 
 def run_process(label, threads):
     """`imgfleet process` as a user runs it: files read from disk, outputs written, process start-up
@@ -82,25 +89,16 @@ def run_process(label, threads):
     out = tempfile.mkdtemp(prefix='imgfleet-process-', dir=work)
     files = sorted(glob.glob(os.path.join(photos, '*.jpg')))
     cmd = [os.path.join(ROOT, 'target', 'release', 'imgfleet'), 'process', '--json', '--jobs', str(threads), '--out', out, *(files * a.reps)]
-    for attempt in range(3):
-        wait_quiet()
-        b0, t0 = busy_s(), time.time()
-        p = subprocess.run(['/usr/bin/time', '-v', *cmd], capture_output=True, text=True)
-        wall, busy = time.time() - t0, busy_s() - b0
-        if p.returncode != 0:
-            sys.exit(f'{label} failed:\n{p.stderr[-3000:]}')
-        g = lambda k: float(re.search(re.escape(k) + r':\s*([\d.]+)', p.stderr).group(1))
-        own = g('User time (seconds)') + g('System time (seconds)')
-        results = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    def record(stdout, wall):
+        results = [json.loads(l) for l in stdout.splitlines() if l.strip()]
         n = len(results)
         per = lambda fmt: round(sum(x['bytes'] for r in results for x in r['renditions'] if x['format'] == fmt) / max(n, 1))
-        rec = dict(label=label, peer='imgfleet', variant='process', workers=threads, images=n, wall_s=round(wall, 3),
-                   images_per_s=round(n / wall, 3), median_ms=statistics.median(sum(r['timings'].values()) for r in results),
-                   jpeg_bytes_per_image=per('jpeg'), webp_bytes_per_image=per('webp'),
-                   rss_mb=round(g('Maximum resident set size (kbytes)') / 1024, 1), foreign=round(max(0.0, busy - own) / (wall * NCPU), 3))
-        shutil.rmtree(out, ignore_errors=True)
-        if rec['foreign'] <= a.max_foreign or attempt == 2:
-            return rec
+        return dict(variant='process', workers=threads, images=n, wall_s=round(wall, 3), images_per_s=round(n / wall, 3),
+                    median_ms=statistics.median(sum(r['timings'].values()) for r in results),
+                    jpeg_bytes_per_image=per('jpeg'), webp_bytes_per_image=per('webp'))
+    rec = measured(label, cmd, record)
+    shutil.rmtree(out, ignore_errors=True)
+    return rec
 
 recs = []
 stamp = time.strftime('%Y%m%d-%H%M%S')
@@ -112,11 +110,11 @@ for spec in a.imgfleet_preset:
     ours += [(f'imgfleet {name} w1', 1, path), (f'imgfleet {name} w2', 2, path)]
 with open(raw_path, 'w') as raw:
     for rnd in range(1, a.rounds + 1):
-        before = set(glob.glob(os.path.join(work, 'peers', 'results', 'raw-*.jsonl')))
+        shutil.rmtree(results, ignore_errors=True)
         subprocess.run([PY, bench, '--corpus', corpus, '--rounds', '1', '--reps', str(a.reps), '--only', a.only,
                         '--max-foreign', str(a.max_foreign), '--quiet-wait', str(a.quiet_wait)], check=True,
                        stdout=subprocess.DEVNULL)
-        for path in set(glob.glob(os.path.join(work, 'peers', 'results', 'raw-*.jsonl'))) - before:
+        for path in glob.glob(os.path.join(results, 'raw-*.jsonl')):
             for line in open(path):
                 r = json.loads(line); r['round'] = rnd; r['threads'] = 2 if 'vips2' in r['label'] else r.get('workers', 1)
                 recs.append(r); raw.write(json.dumps(r) + '\n')
