@@ -364,3 +364,60 @@ impl Deleter {
         answer.await.map_err(|_| "deleter stopped".to_owned())?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue whose batch delete refuses one receipt, as SQS does for an expired handle.
+    struct PartlyFailingQueue;
+
+    impl Queue for PartlyFailingQueue {
+        async fn receive(&self, _: i32, _: Duration, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+            Ok(vec![])
+        }
+
+        async fn delete_batch(&self, entries: Vec<(String, String)>) -> Result<Vec<(String, String)>, QueueError> {
+            Ok(entries.into_iter().filter(|(_, r)| r == "expired").map(|(id, _)| (id, "ReceiptHandleIsInvalid".into())).collect())
+        }
+
+        async fn set_visibility(&self, _: &str, _: u32) -> Result<(), QueueError> {
+            Ok(())
+        }
+
+        async fn visible_messages(&self, _: Option<&str>) -> Result<i64, QueueError> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_batch_delete_failures_reach_only_their_message() {
+        let metrics = Metrics::new();
+        let deleter = Deleter::spawn(Arc::new(PartlyFailingQueue), metrics.clone());
+        let (ok, failed, also_ok) =
+            tokio::join!(deleter.delete("m1", "fine"), deleter.delete("m2", "expired"), deleter.delete("m3", "fine-too"));
+        assert_eq!(ok, Ok(()));
+        assert_eq!(also_ok, Ok(()));
+        assert!(failed.unwrap_err().contains("ReceiptHandleIsInvalid"));
+        assert_eq!(metrics.aws_errors.with_label_values(&["sqs", "DeleteMessageBatch"]).get(), 1);
+    }
+
+    #[test]
+    fn retry_backoff_doubles_with_each_delivery_up_to_the_cap() {
+        let settings = ConsumerSettings {
+            concurrency: 1,
+            prefetch: 1,
+            visibility: Duration::from_secs(30),
+            wait: Duration::from_secs(20),
+            grace: Duration::from_secs(25),
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(60),
+            output_prefix: "renditions/".into(),
+            dlq_url: None,
+            depth_interval: Duration::from_secs(30),
+        };
+        let secs: Vec<u64> = (1..=6).map(|n| settings.backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(settings.backoff(u32::MAX).as_secs(), 60);
+    }
+}
