@@ -111,9 +111,20 @@ pub fn svg(chart: &Chart<'_>) -> String {
         out,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(out, r##"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"##);
-    let _ = writeln!(out, r##"<text x="{}" y="32" font-size="20" font-weight="bold" text-anchor="middle">{}</text>"##, WIDTH / 2.0, esc(&chart.title));
-    let _ = writeln!(out, r##"<text x="{}" y="54" fill="#555" text-anchor="middle">{}</text>"##, WIDTH / 2.0, esc(&chart.subtitle));
+    let _ = writeln!(out, r##"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{}" y="32" font-size="20" font-weight="bold" text-anchor="middle">{}</text>"##,
+        WIDTH / 2.0,
+        esc(&chart.title)
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{}" y="54" fill="#555" text-anchor="middle">{}</text>"##,
+        WIDTH / 2.0,
+        esc(&chart.subtitle)
+    );
     scatter(&mut out, chart);
     histogram(&mut out, chart.samples);
     out.push_str("</svg>\n");
@@ -132,13 +143,16 @@ fn frame(out: &mut String, x: &Axis, y: &Axis, top: f64, height: f64, x_title: &
     let _ = writeln!(out, r##"<g class="ticks" fill="#333">"##);
     for t in x.ticks() {
         let px = x.px(t);
-        let _ = writeln!(out, r##"<line x1="{px:.1}" y1="{bottom}" x2="{px:.1}" y2="{}" stroke="black"/>"##, bottom + 5.0);
-        let _ = writeln!(out, r##"<text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"##, bottom + 18.0, x.label(t));
+        let _ =
+            writeln!(out, r##"<line x1="{px:.1}" y1="{bottom}" x2="{px:.1}" y2="{}" stroke="black"/>"##, bottom + 5.0);
+        let _ =
+            writeln!(out, r##"<text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"##, bottom + 18.0, x.label(t));
     }
     for t in y.ticks() {
         let py = y.px(t);
         let _ = writeln!(out, r##"<line x1="{}" y1="{py:.1}" x2="{LEFT}" y2="{py:.1}" stroke="black"/>"##, LEFT - 5.0);
-        let _ = writeln!(out, r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"##, LEFT - 8.0, py + 4.0, y.label(t));
+        let _ =
+            writeln!(out, r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"##, LEFT - 8.0, py + 4.0, y.label(t));
     }
     let _ = writeln!(out, "</g>");
     let _ = writeln!(
@@ -146,15 +160,26 @@ fn frame(out: &mut String, x: &Axis, y: &Axis, top: f64, height: f64, x_title: &
         r##"<path d="M{LEFT} {top} V{bottom} H{:.1}" fill="none" stroke="black" stroke-width="1.2"/>"##,
         LEFT + PLOT_W
     );
-    let _ = writeln!(out, r##"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"##, LEFT + PLOT_W / 2.0, bottom + 38.0, esc(x_title));
+    let _ = writeln!(
+        out,
+        r##"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"##,
+        LEFT + PLOT_W / 2.0,
+        bottom + 38.0,
+        esc(x_title)
+    );
     let cy = top + height / 2.0;
-    let _ = writeln!(out, r##"<text x="24" y="{cy:.1}" text-anchor="middle" transform="rotate(-90 24 {cy:.1})">{}</text>"##, esc(y_title));
+    let _ = writeln!(
+        out,
+        r##"<text x="24" y="{cy:.1}" text-anchor="middle" transform="rotate(-90 24 {cy:.1})">{}</text>"##,
+        esc(y_title)
+    );
 }
 
 /// A one-row legend above the top right of a panel, clear of the data: (colour, marker, label).
 fn legend(out: &mut String, top: f64, entries: &[(&str, Marker, String)]) {
     // Text is about 7 px per character at 12 px sans-serif; each entry is swatch + gap + label + gap.
-    let widths: Vec<f64> = entries.iter().map(|(_, _, label)| 26.0 + label.chars().count() as f64 * 7.0 + 14.0).collect();
+    let widths: Vec<f64> =
+        entries.iter().map(|(_, _, label)| 26.0 + label.chars().count() as f64 * 7.0 + 14.0).collect();
     let mut x = LEFT + PLOT_W - widths.iter().sum::<f64>();
     let my = top - 19.0;
     let _ = writeln!(out, r##"<g class="legend">"##);
@@ -162,7 +187,12 @@ fn legend(out: &mut String, top: f64, entries: &[(&str, Marker, String)]) {
         let mx = x + 8.0;
         match marker {
             Marker::Dot => {
-                let _ = writeln!(out, r##"<rect x="{:.1}" y="{:.1}" width="8" height="8" rx="4" fill="{colour}"/>"##, mx - 4.0, my - 4.0);
+                let _ = writeln!(
+                    out,
+                    r##"<rect x="{:.1}" y="{:.1}" width="8" height="8" rx="4" fill="{colour}"/>"##,
+                    mx - 4.0,
+                    my - 4.0
+                );
             }
             Marker::Cross => cross(out, mx, my, colour),
             Marker::Line => {
@@ -174,7 +204,12 @@ fn legend(out: &mut String, top: f64, entries: &[(&str, Marker, String)]) {
                 );
             }
             Marker::Bar => {
-                let _ = writeln!(out, r##"<rect x="{:.1}" y="{:.1}" width="12" height="10" fill="{colour}"/>"##, mx - 6.0, my - 5.0);
+                let _ = writeln!(
+                    out,
+                    r##"<rect x="{:.1}" y="{:.1}" width="12" height="10" fill="{colour}"/>"##,
+                    mx - 6.0,
+                    my - 5.0
+                );
             }
         }
         let _ = writeln!(out, r##"<text x="{:.1}" y="{:.1}">{}</text>"##, mx + 16.0, my + 4.0, esc(label));
@@ -203,12 +238,17 @@ fn cross(out: &mut String, x: f64, y: f64, colour: &str) {
 
 fn scatter(out: &mut String, chart: &Chart<'_>) {
     let samples = chart.samples;
-    let max_t = samples.iter().map(|s| s.upload_ms).chain(chart.lost.iter().map(|l| l.upload_ms)).fold(0.0, f64::max) / 1000.0;
+    let max_t =
+        samples.iter().map(|s| s.upload_ms).chain(chart.lost.iter().map(|l| l.upload_ms)).fold(0.0, f64::max) / 1000.0;
     let max_latency = samples.iter().map(|s| s.latency_ms).fold(0.0, f64::max);
     let min_latency = samples.iter().map(|s| s.latency_ms).fold(0.0, f64::min);
     let x = Axis::new(0.0, max_t, 10, LEFT, LEFT + PLOT_W);
     let y = Axis::new(min_latency, max_latency, 6, SCATTER_TOP + SCATTER_H, SCATTER_TOP);
-    let _ = writeln!(out, r##"<text x="{LEFT}" y="{}" font-size="15" font-weight="bold">Latency over time</text>"##, SCATTER_TOP - 14.0);
+    let _ = writeln!(
+        out,
+        r##"<text x="{LEFT}" y="{}" font-size="15" font-weight="bold">Latency over time</text>"##,
+        SCATTER_TOP - 14.0
+    );
     frame(out, &x, &y, SCATTER_TOP, SCATTER_H, "upload time since start of run (s)", "upload → event latency (ms)");
     let _ = writeln!(out, r##"<g class="series" fill-opacity="0.7">"##);
     for s in samples {
@@ -240,7 +280,12 @@ fn scatter(out: &mut String, chart: &Chart<'_>) {
         ],
     );
     if samples.is_empty() {
-        let _ = writeln!(out, r##"<text x="{:.1}" y="{:.1}" fill="#999" text-anchor="middle">no events</text>"##, LEFT + PLOT_W / 2.0, SCATTER_TOP + SCATTER_H / 2.0);
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" fill="#999" text-anchor="middle">no events</text>"##,
+            LEFT + PLOT_W / 2.0,
+            SCATTER_TOP + SCATTER_H / 2.0
+        );
     }
 }
 
@@ -257,7 +302,11 @@ fn histogram(out: &mut String, samples: &[Sample]) {
     let stacked_max = ok_hist.counts.iter().zip(&failed_hist.counts).map(|(a, b)| a + b).max().unwrap_or(0);
     let x = Axis::new(lo, hi, 10, LEFT, LEFT + PLOT_W);
     let y = Axis::counts(stacked_max, 5, HIST_TOP + HIST_H, HIST_TOP);
-    let _ = writeln!(out, r##"<text x="{LEFT}" y="{}" font-size="15" font-weight="bold">Latency histogram</text>"##, HIST_TOP - 14.0);
+    let _ = writeln!(
+        out,
+        r##"<text x="{LEFT}" y="{}" font-size="15" font-weight="bold">Latency histogram</text>"##,
+        HIST_TOP - 14.0
+    );
     frame(out, &x, &y, HIST_TOP, HIST_H, "upload → event latency (ms)", "uploads");
     let width = ok_hist.bin_width();
     let _ = writeln!(out, r##"<g class="bars" fill-opacity="0.8">"##);
@@ -348,16 +397,23 @@ mod tests {
             Lost { index: 50, key: "uploads/lt/00050-x.jpg".into(), upload_ms: 5_000.0, late_latency_ms: None },
             Lost { index: 51, key: "uploads/lt/00051-x.jpg".into(), upload_ms: 5_100.0, late_latency_ms: Some(9e5) },
         ];
-        let doc = svg(&Chart { title: "run <1> & co".into(), subtitle: "50 uploads".into(), samples: &samples, lost: &lost });
+        let doc =
+            svg(&Chart { title: "run <1> & co".into(), subtitle: "50 uploads".into(), samples: &samples, lost: &lost });
         assert_well_formed(&doc);
         assert!(doc.starts_with("<svg "));
         assert!(doc.contains("run &lt;1&gt; &amp; co"));
         assert!(doc.contains("Latency over time") && doc.contains("Latency histogram"));
         assert_eq!(doc.matches(r##"class="point completed""##).count(), 45);
         assert_eq!(doc.matches(r##"class="point failed""##).count(), 5);
-        assert_eq!(doc.matches(r##"class="point lost""##).count(), 1, "a late event is drawn as its sample, not as lost");
+        assert_eq!(
+            doc.matches(r##"class="point lost""##).count(),
+            1,
+            "a late event is drawn as its sample, not as lost"
+        );
         assert!(doc.contains("completed (45)") && doc.contains("failed (5)") && doc.contains("lost, no event (1)"));
-        assert!(doc.contains(r##"class="p50""##) && doc.contains(r##"class="p95""##) && doc.contains(r##"class="p99""##));
+        assert!(
+            doc.contains(r##"class="p50""##) && doc.contains(r##"class="p95""##) && doc.contains(r##"class="p99""##)
+        );
         let binned: usize = doc.match_indices(r##"<rect class="bin""##).count();
         assert!(binned >= 2, "the histogram has bars");
         assert!(doc.contains(r##"<rect class="bin failed""##), "failures are stacked on the bars");

@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -166,7 +166,8 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<E2eRun> {
 
     let (up_tx, mut up_rx) = mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    let uploader = tokio::spawn(upload_all(clients, args.clone(), Arc::clone(&images), Arc::clone(&planned), t0, up_tx));
+    let uploader =
+        tokio::spawn(upload_all(clients, args.clone(), Arc::clone(&images), Arc::clone(&planned), t0, up_tx));
     let reader_task = tokio::spawn(read_events(reader, t0, ev_tx));
 
     let mut run = Accounts::new(args, Arc::clone(&planned));
@@ -247,7 +248,13 @@ impl Accounts {
                 self.uploads.ok += 1;
                 self.uploads.bytes += done.bytes;
                 self.put_ms.push(done.done_ms - done.sent_ms);
-                self.ledger.upload(Upload { key, index: done.index, sent_ms: done.sent_ms, done_ms: done.done_ms, bytes: done.bytes });
+                self.ledger.upload(Upload {
+                    key,
+                    index: done.index,
+                    sent_ms: done.sent_ms,
+                    done_ms: done.done_ms,
+                    bytes: done.bytes,
+                });
             }
             Err(e) => {
                 self.uploads.failed += 1;
@@ -323,7 +330,8 @@ async fn upload_all(
     let mut tasks = JoinSet::new();
     for (index, p) in planned.iter().enumerate() {
         if let Pace::Rate(rate) = args.pace {
-            tokio::time::sleep_until(t0 + Duration::try_from_secs_f64(index as f64 / rate).unwrap_or(MAX_UPLOAD_SPAN)).await;
+            tokio::time::sleep_until(t0 + Duration::try_from_secs_f64(index as f64 / rate).unwrap_or(MAX_UPLOAD_SPAN))
+                .await;
         }
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
         let image = &images[p.image];
@@ -387,7 +395,8 @@ struct Bars {
 impl Bars {
     fn new(count: u64) -> Self {
         let multi = MultiProgress::new();
-        let style = ProgressStyle::with_template("{prefix:>8} {bar:40} {pos}/{len} {per_sec} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template("{prefix:>8} {bar:40} {pos}/{len} {per_sec} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
         let bar = |name: &'static str| {
             let b = multi.add(ProgressBar::new(count));
             b.set_style(style.clone());
@@ -424,7 +433,10 @@ mod tests {
         let image = |name: &str| Image { name: name.into(), bytes: bytes::Bytes::new() };
         let p = plan("uploads/loadtest/r1/", &[image("a.jpg"), image("b.png")], 3);
         let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["uploads/loadtest/r1/00000-a.jpg", "uploads/loadtest/r1/00001-b.png", "uploads/loadtest/r1/00002-a.jpg"]);
+        assert_eq!(
+            keys,
+            ["uploads/loadtest/r1/00000-a.jpg", "uploads/loadtest/r1/00001-b.png", "uploads/loadtest/r1/00002-a.jpg"]
+        );
         assert_eq!(p[2].image, 0);
     }
 }

@@ -13,7 +13,8 @@ pub struct Image {
 
 /// Reads every file under `dir` whose file name matches `pattern`; an error when there are none.
 pub fn load(dir: &Path, pattern: &str) -> anyhow::Result<Vec<Image>> {
-    let files = imgfleet_worker::process::collect_inputs(&[dir.to_owned()]).with_context(|| format!("cannot list {}", dir.display()))?;
+    let files = imgfleet_worker::process::collect_inputs(&[dir.to_owned()])
+        .with_context(|| format!("cannot list {}", dir.display()))?;
     let mut images = Vec::new();
     for path in files {
         let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());

@@ -159,7 +159,12 @@ impl Ledger {
         for upload in &uploads {
             let events = self.events.get(&upload.key).map(Vec::as_slice).unwrap_or_default();
             let Some(first) = events.iter().min_by(|a, b| a.read_ms.total_cmp(&b.read_ms)) else {
-                tally.lost.push(Lost { index: upload.index, key: upload.key.clone(), upload_ms: upload.done_ms, late_latency_ms: None });
+                tally.lost.push(Lost {
+                    index: upload.index,
+                    key: upload.key.clone(),
+                    upload_ms: upload.done_ms,
+                    late_latency_ms: None,
+                });
                 continue;
             };
             tally.duplicates += events.len() - 1;

@@ -156,12 +156,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Setup { bucket, queue, prefix, max_receives, visibility_timeout } => {
             let args = setup::SetupArgs { bucket, queue, prefix, max_receives, visibility_secs: visibility_timeout };
             let created = runtime()?.block_on(async { setup::run(&setup::Clients::from_env().await, &args).await })?;
-            eprintln!("bucket s3://{} notifies {} for uploads under {:?}; dead letters go to {}", args.bucket, created.queue_url, args.prefix, created.dlq_url);
+            eprintln!(
+                "bucket s3://{} notifies {} for uploads under {:?}; dead letters go to {}",
+                args.bucket, created.queue_url, args.prefix, created.dlq_url
+            );
             println!("{}", created.queue_url);
             Ok(ExitCode::SUCCESS)
         }
         Command::Teardown { bucket, queue } => {
-            let deleted = runtime()?.block_on(async { setup::teardown(&setup::Clients::from_env().await, &bucket, &queue).await })?;
+            let deleted = runtime()?
+                .block_on(async { setup::teardown(&setup::Clients::from_env().await, &bucket, &queue).await })?;
             eprintln!("deleted {deleted} object(s), bucket s3://{bucket} and queues {queue}, {queue}-dlq");
             Ok(ExitCode::SUCCESS)
         }

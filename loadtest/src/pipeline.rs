@@ -99,7 +99,8 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
     let wall_s = started.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds().zip(cpu_before).map_or(0.0, |(after, before)| after - before);
 
-    let source_megapixels: f64 = results.iter().map(|r| f64::from(r.source.width) * f64::from(r.source.height) / 1e6).sum();
+    let source_megapixels: f64 =
+        results.iter().map(|r| f64::from(r.source.width) * f64::from(r.source.height) / 1e6).sum();
     let latency = Summary::of(timed.iter().map(|t| t.ms));
     let (jpeg, webp, rendition_bytes) = output_bytes(&results);
     let images_done = work.len();
@@ -136,7 +137,8 @@ fn load_preset(path: Option<&Path>) -> anyhow::Result<(Preset, RenderOptions)> {
     let catalog = match path {
         None => PresetCatalog::default(),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read preset file {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("cannot read preset file {}", p.display()))?;
             PresetCatalog::from_toml(&text).with_context(|| format!("preset file {}", p.display()))?
         }
     };
@@ -147,12 +149,19 @@ fn load_preset(path: Option<&Path>) -> anyhow::Result<(Preset, RenderOptions)> {
 /// Renders each image once on the same number of threads as the timed passes (so the allocator
 /// sees the same pattern and peak RSS compares with the peers'); a rejected one becomes
 /// `"name: kind: message"`.
-fn warm_up(images: &[Image], threads: usize, preset: &Preset, options: &RenderOptions) -> Vec<Result<RenderResult, String>> {
+fn warm_up(
+    images: &[Image],
+    threads: usize,
+    preset: &Preset,
+    options: &RenderOptions,
+) -> Vec<Result<RenderResult, String>> {
     let work: Vec<usize> = (0..images.len()).collect();
     let mut out: Vec<Option<Result<RenderResult, String>>> = vec![None; images.len()];
     on_threads(&work, threads, "warm-up", |i| {
         let img = &images[i];
-        pipeline::render(&img.bytes, preset, options).map(|r| r.result).map_err(|e| format!("{}: {}: {e}", img.name, e.kind()))
+        pipeline::render(&img.bytes, preset, options)
+            .map(|r| r.result)
+            .map_err(|e| format!("{}: {}: {e}", img.name, e.kind()))
     })
     .into_iter()
     .for_each(|(i, r)| out[i] = Some(r));
@@ -167,7 +176,13 @@ struct Timed {
 }
 
 /// Renders `work` (indices into `images`) on `threads` threads; returns each render's time.
-fn timed_passes(images: &[Image], work: &[usize], threads: usize, preset: &Preset, options: &RenderOptions) -> anyhow::Result<Vec<Timed>> {
+fn timed_passes(
+    images: &[Image],
+    work: &[usize],
+    threads: usize,
+    preset: &Preset,
+    options: &RenderOptions,
+) -> anyhow::Result<Vec<Timed>> {
     let mut timed = Vec::with_capacity(work.len());
     for (_, msg) in on_threads(work, threads, "timed", |i| {
         let img = &images[i];
@@ -184,7 +199,12 @@ fn timed_passes(images: &[Image], work: &[usize], threads: usize, preset: &Prese
 
 /// Runs `f` on every item of `work` from `threads` worker threads (each taking the next item),
 /// with a progress bar; returns `(item, result)` in completion order.
-fn on_threads<T: Send>(work: &[usize], threads: usize, label: &'static str, f: impl Fn(usize) -> T + Sync) -> Vec<(usize, T)> {
+fn on_threads<T: Send>(
+    work: &[usize],
+    threads: usize,
+    label: &'static str,
+    f: impl Fn(usize) -> T + Sync,
+) -> Vec<(usize, T)> {
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<(usize, T)>();
     let bar = report::bar(work.len() as u64, label);
@@ -251,7 +271,10 @@ fn output_bytes(results: &[RenderResult]) -> (u64, u64, BTreeMap<String, u64>) {
 /// Peak resident set size of this process in kB (`VmHWM` in `/proc/self/status`).
 pub fn peak_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// User + system CPU seconds of this process so far, from `/proc/self/stat`. Linux reports them
@@ -283,15 +306,37 @@ impl PipelineReport {
             out += &format!("  rejected (not timed): {r}\n");
         }
         let rows = [
-            ("images/s", format!("{:.2}  ({:.2} per thread, {:.2} per CPU-second)", self.images_per_s, self.images_per_s_per_thread, self.images_per_cpu_s)),
+            (
+                "images/s",
+                format!(
+                    "{:.2}  ({:.2} per thread, {:.2} per CPU-second)",
+                    self.images_per_s, self.images_per_s_per_thread, self.images_per_cpu_s
+                ),
+            ),
             ("megapixels/s", format!("{:.1}", self.megapixels_per_s)),
-            ("ms/image", format!("median {:.1}  p90 {:.1}  max {:.1}", self.median_ms, self.p90_ms, self.latency_ms.max)),
+            (
+                "ms/image",
+                format!("median {:.1}  p90 {:.1}  max {:.1}", self.median_ms, self.p90_ms, self.latency_ms.max),
+            ),
             ("wall / CPU", format!("{:.2} s / {:.2} s for {} renders", self.wall_s, self.cpu_s, self.images)),
-            ("peak RSS", format!("{:.0} MB (VmHWM, with {:.1} MB of input held in memory)", self.rss_mb, self.input_mb)),
-            ("bytes/image", format!("JPEG {}  WebP {}  (mean per input, summed over its renditions)", self.jpeg_bytes_per_image, self.webp_bytes_per_image)),
+            (
+                "peak RSS",
+                format!("{:.0} MB (VmHWM, with {:.1} MB of input held in memory)", self.rss_mb, self.input_mb),
+            ),
+            (
+                "bytes/image",
+                format!(
+                    "JPEG {}  WebP {}  (mean per input, summed over its renditions)",
+                    self.jpeg_bytes_per_image, self.webp_bytes_per_image
+                ),
+            ),
             (
                 "stage share",
-                self.stages.iter().map(|s| format!("{} {:.1}% ({:.1} ms)", s.stage, s.share * 100.0, s.mean_ms)).collect::<Vec<_>>().join("  "),
+                self.stages
+                    .iter()
+                    .map(|s| format!("{} {:.1}% ({:.1} ms)", s.stage, s.share * 100.0, s.mean_ms))
+                    .collect::<Vec<_>>()
+                    .join("  "),
             ),
         ];
         out += &report::rows(&rows);
@@ -305,7 +350,10 @@ mod tests {
 
     #[test]
     fn stage_shares_add_up() {
-        let t = |d, r, e| Timed { ms: d + r + e, stages: [("sniff", 0.0), ("decode", d), ("orient", 0.0), ("resize", r), ("encode", e)] };
+        let t = |d, r, e| Timed {
+            ms: d + r + e,
+            stages: [("sniff", 0.0), ("decode", d), ("orient", 0.0), ("resize", r), ("encode", e)],
+        };
         let shares = stage_shares(&[t(60.0, 20.0, 20.0), t(40.0, 20.0, 40.0)]);
         assert_eq!(shares[0].stage, "decode");
         assert!((shares[0].share - 0.5).abs() < 1e-9);
@@ -325,7 +373,13 @@ mod tests {
         std::fs::write(dir.path().join("a.jpg"), imgfleet_worker::demo::sample_jpeg(320, 240, 1, 1)).unwrap();
         std::fs::write(dir.path().join("b.jpg"), b"not an image").unwrap();
         std::fs::write(dir.path().join("c.png"), b"skipped by the pattern").unwrap();
-        let args = PipelineArgs { input: dir.path().to_owned(), glob: "*.jpg".into(), threads: 2, iterations: 2, preset: None };
+        let args = PipelineArgs {
+            input: dir.path().to_owned(),
+            glob: "*.jpg".into(),
+            threads: 2,
+            iterations: 2,
+            preset: None,
+        };
         let report = run(&args).unwrap();
         assert_eq!((report.files, report.images, report.rejected.len()), (1, 2, 1));
         assert!(report.jpeg_bytes_per_image > 0 && report.webp_bytes_per_image > 0);

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub fn bar(len: u64, what: &'static str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>8} {bar:40} {pos}/{len} images {per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{prefix:>8} {bar:40} {pos}/{len} images {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_prefix(what);
     bar
@@ -137,11 +138,36 @@ impl E2eReport {
         let mut table = vec![
             (
                 "uploads",
-                format!("{} ok, {} failed in {:.2} s ({:.1}/s, {:.1} MB); PutObject p50 {:.0} ms, p99 {:.0} ms", u.ok, u.failed, u.seconds, u.per_s, u.bytes as f64 / 1e6, u.put_ms.p50, u.put_ms.p99),
+                format!(
+                    "{} ok, {} failed in {:.2} s ({:.1}/s, {:.1} MB); PutObject p50 {:.0} ms, p99 {:.0} ms",
+                    u.ok,
+                    u.failed,
+                    u.seconds,
+                    u.per_s,
+                    u.bytes as f64 / 1e6,
+                    u.put_ms.p50,
+                    u.put_ms.p99
+                ),
             ),
-            ("events", format!("{} completed, {} failed; {} duplicate(s) on {} key(s)", self.completed, self.failed, self.duplicates, self.duplicate_keys)),
-            ("lost", format!("{}{}", self.lost, if self.lost == 0 { String::new() } else { format!("  <-- no event within {} s", self.timeout_s) })),
-            ("throughput", format!("{:.2} completed/s (first upload → last event: {:.2} s)", self.throughput_per_s, self.span_s)),
+            (
+                "events",
+                format!(
+                    "{} completed, {} failed; {} duplicate(s) on {} key(s)",
+                    self.completed, self.failed, self.duplicates, self.duplicate_keys
+                ),
+            ),
+            (
+                "lost",
+                format!(
+                    "{}{}",
+                    self.lost,
+                    if self.lost == 0 { String::new() } else { format!("  <-- no event within {} s", self.timeout_s) }
+                ),
+            ),
+            (
+                "throughput",
+                format!("{:.2} completed/s (first upload → last event: {:.2} s)", self.throughput_per_s, self.span_s),
+            ),
             ("latency ms", pcts(&self.latency_ms)),
             ("  by stamp", pcts(&self.stamp_latency_ms)),
             ("worker job ms", pcts(&self.job_ms)),
@@ -149,7 +175,13 @@ impl E2eReport {
         ];
         let s = &self.stream_stats;
         if s.ignored + s.unreadable + s.redis_errors > 0 {
-            table.push(("stream", format!("{} ignored (other runs), {} unreadable, {} Redis error(s)", s.ignored, s.unreadable, s.redis_errors)));
+            table.push((
+                "stream",
+                format!(
+                    "{} ignored (other runs), {} unreadable, {} Redis error(s)",
+                    s.ignored, s.unreadable, s.redis_errors
+                ),
+            ));
         }
         out += &rows(&table);
         out += "  (latency: PutObject returned → event read; by stamp: → the event's timestamp_ms; worker job: its timings.total_ms)\n";
@@ -174,7 +206,10 @@ impl E2eReport {
                 self.lost,
                 match self.latency_ms.count {
                     0 => "no completed jobs".to_owned(),
-                    _ => format!("p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms", self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99),
+                    _ => format!(
+                        "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms",
+                        self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99
+                    ),
                 },
                 self.throughput_per_s
             ),
@@ -198,7 +233,14 @@ mod tests {
         for i in 0..3 {
             ledger.upload(Upload { key: format!("p/{i}"), index: i, sent_ms: 0.0, done_ms: 10.0, bytes: 5 });
         }
-        let seen = |i: usize, ms: f64| Seen { key: format!("p/{i}"), read_ms: ms, stamp_ms: ms, completed: true, error_kind: None, job_ms: Some(5.0) };
+        let seen = |i: usize, ms: f64| Seen {
+            key: format!("p/{i}"),
+            read_ms: ms,
+            stamp_ms: ms,
+            completed: true,
+            error_kind: None,
+            job_ms: Some(5.0),
+        };
         ledger.event("b", seen(0, 110.0));
         ledger.event("b", seen(1, 210.0));
         let args = E2eArgs {

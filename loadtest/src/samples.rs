@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
 /// (width, height, EXIF orientation), cycled through.
-const SHAPES: [(u32, u32, u8); 6] = [(2400, 1600, 1), (1600, 2400, 1), (2048, 1536, 6), (1200, 1200, 1), (3000, 2000, 1), (900, 1350, 1)];
+const SHAPES: [(u32, u32, u8); 6] =
+    [(2400, 1600, 1), (1600, 2400, 1), (2048, 1536, 6), (1200, 1200, 1), (3000, 2000, 1), (900, 1350, 1)];
 
 /// Writes `count` samples as `DIR/sample-NNN.jpg`; returns their paths.
 pub fn write(dir: &Path, count: usize) -> anyhow::Result<Vec<PathBuf>> {

@@ -3,11 +3,11 @@
 //! `teardown` removes them again (objects included). Also the AWS clients every subcommand shares
 //! (standard `AWS_*` variables and `AWS_ENDPOINT_URL`).
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{Context as _, anyhow};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, Event as S3EventType, FilterRule, FilterRuleName, NotificationConfiguration,
-    NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    BucketLocationConstraint, CreateBucketConfiguration, Delete, Event as S3EventType, FilterRule, FilterRuleName,
+    NotificationConfiguration, NotificationConfigurationFilter, ObjectIdentifier, QueueConfiguration, S3KeyFilter,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::time::Duration;
@@ -70,18 +70,24 @@ pub struct Created {
 
 /// Creates the bucket (an existing one of ours is fine), the queues and the bucket notification.
 pub async fn run(clients: &Clients, args: &SetupArgs) -> anyhow::Result<Created> {
-    tokio::time::timeout(SETUP_TIMEOUT, setup(clients, args)).await.map_err(|_| anyhow!("setup took more than {SETUP_TIMEOUT:?}"))?
+    tokio::time::timeout(SETUP_TIMEOUT, setup(clients, args))
+        .await
+        .map_err(|_| anyhow!("setup took more than {SETUP_TIMEOUT:?}"))?
 }
 
 async fn setup(clients: &Clients, args: &SetupArgs) -> anyhow::Result<Created> {
     create_bucket(clients, &args.bucket).await?;
     let dlq_url = create_queue(clients, &format!("{}-dlq", args.queue), &[]).await?;
     let dlq_arn = queue_arn(clients, &dlq_url).await?;
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": args.max_receives.to_string()}).to_string();
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": args.max_receives.to_string()})
+        .to_string();
     let queue_url = create_queue(
         clients,
         &args.queue,
-        &[(QueueAttributeName::RedrivePolicy, redrive), (QueueAttributeName::VisibilityTimeout, args.visibility_secs.to_string())],
+        &[
+            (QueueAttributeName::RedrivePolicy, redrive),
+            (QueueAttributeName::VisibilityTimeout, args.visibility_secs.to_string()),
+        ],
     )
     .await?;
     let queue_arn = queue_arn(clients, &queue_url).await?;
@@ -95,7 +101,8 @@ async fn create_bucket(clients: &Clients, bucket: &str) -> anyhow::Result<()> {
     // us-east-1 is the one region that refuses a location constraint naming itself.
     if let Some(region) = clients.sdk.region().map(ToString::to_string).filter(|r| r != "us-east-1") {
         let location = BucketLocationConstraint::from(region.as_str());
-        request = request.create_bucket_configuration(CreateBucketConfiguration::builder().location_constraint(location).build());
+        request = request
+            .create_bucket_configuration(CreateBucketConfiguration::builder().location_constraint(location).build());
     }
     match request.send().await {
         Ok(_) => Ok(()),
@@ -104,7 +111,11 @@ async fn create_bucket(clients: &Clients, bucket: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn create_queue(clients: &Clients, name: &str, attributes: &[(QueueAttributeName, String)]) -> anyhow::Result<String> {
+async fn create_queue(
+    clients: &Clients,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> anyhow::Result<String> {
     let mut request = clients.sqs.create_queue().queue_name(name);
     for (k, v) in attributes {
         request = request.attributes(k.clone(), v);
@@ -122,7 +133,10 @@ async fn queue_arn(clients: &Clients, url: &str) -> anyhow::Result<String> {
         .send()
         .await
         .map_err(|e| anyhow!("GetQueueAttributes {url}: {}", aws_error(e)))?;
-    attrs.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)).with_context(|| format!("{url} has no QueueArn"))
+    attrs
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .with_context(|| format!("{url} has no QueueArn"))
 }
 
 /// The queue policy real S3 needs before it may send notifications (moto does not check it).
@@ -151,7 +165,11 @@ async fn allow_bucket_to_send(clients: &Clients, url: &str, queue_arn: &str, buc
 
 async fn notify_queue(clients: &Clients, bucket: &str, prefix: &str, queue_arn: &str) -> anyhow::Result<()> {
     let filter = NotificationConfigurationFilter::builder()
-        .key(S3KeyFilter::builder().filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(prefix).build()).build())
+        .key(
+            S3KeyFilter::builder()
+                .filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(prefix).build())
+                .build(),
+        )
         .build();
     let queue_config = QueueConfiguration::builder()
         .id("imgfleet-uploads")
@@ -176,30 +194,62 @@ async fn notify_queue(clients: &Clients, bucket: &str, prefix: &str, queue_arn: 
 pub async fn teardown(clients: &Clients, bucket: &str, queue: &str) -> anyhow::Result<usize> {
     let work = async {
         let deleted = empty_bucket(clients, bucket).await?;
-        clients.s3.delete_bucket().bucket(bucket).send().await.map_err(|e| anyhow!("DeleteBucket {bucket}: {}", aws_error(e)))?;
+        clients
+            .s3
+            .delete_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| anyhow!("DeleteBucket {bucket}: {}", aws_error(e)))?;
         for name in [queue.to_owned(), format!("{queue}-dlq")] {
             let found = clients.sqs.get_queue_url().queue_name(&name).send().await;
             if let Some(url) = found.ok().and_then(|f| f.queue_url) {
-                clients.sqs.delete_queue().queue_url(&url).send().await.map_err(|e| anyhow!("DeleteQueue {url}: {}", aws_error(e)))?;
+                clients
+                    .sqs
+                    .delete_queue()
+                    .queue_url(&url)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow!("DeleteQueue {url}: {}", aws_error(e)))?;
             }
         }
         Ok(deleted)
     };
-    tokio::time::timeout(TEARDOWN_TIMEOUT, work).await.map_err(|_| anyhow!("teardown took more than {TEARDOWN_TIMEOUT:?}"))?
+    tokio::time::timeout(TEARDOWN_TIMEOUT, work)
+        .await
+        .map_err(|_| anyhow!("teardown took more than {TEARDOWN_TIMEOUT:?}"))?
 }
 
 async fn empty_bucket(clients: &Clients, bucket: &str) -> anyhow::Result<usize> {
     let mut deleted = 0;
     while deleted < TEARDOWN_MAX_OBJECTS {
         // Listing from the start each time: what was deleted is gone, so the next page is what is left.
-        let page = clients.s3.list_objects_v2().bucket(bucket).send().await.map_err(|e| anyhow!("ListObjectsV2 {bucket}: {}", aws_error(e)))?;
-        let ids: Vec<ObjectIdentifier> = page.contents().iter().filter_map(|o| o.key()).filter_map(|k| ObjectIdentifier::builder().key(k).build().ok()).collect();
+        let page = clients
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| anyhow!("ListObjectsV2 {bucket}: {}", aws_error(e)))?;
+        let ids: Vec<ObjectIdentifier> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+            .collect();
         if ids.is_empty() {
             break;
         }
         let n = ids.len();
         let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().context("delete request")?;
-        clients.s3.delete_objects().bucket(bucket).delete(delete).send().await.map_err(|e| anyhow!("DeleteObjects {bucket}: {}", aws_error(e)))?;
+        clients
+            .s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| anyhow!("DeleteObjects {bucket}: {}", aws_error(e)))?;
         deleted += n;
     }
     Ok(deleted)

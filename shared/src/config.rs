@@ -206,7 +206,8 @@ impl Config {
             Some(other) => return Err(invalid("IMGFLEET_LOG_FORMAT", format!("{other:?} is not text or json"))),
         };
         let ecs_task_protection = match get("IMGFLEET_ECS_TASK_PROTECTION") {
-            Some(v) => parse_bool(&v).ok_or_else(|| invalid("IMGFLEET_ECS_TASK_PROTECTION", format!("{v:?} is not true or false")))?,
+            Some(v) => parse_bool(&v)
+                .ok_or_else(|| invalid("IMGFLEET_ECS_TASK_PROTECTION", format!("{v:?} is not true or false")))?,
             None => file.ecs_task_protection.unwrap_or(false),
         };
         let output_prefix = string("IMGFLEET_OUTPUT_PREFIX", file.output_prefix).unwrap_or(d.output_prefix);
@@ -216,10 +217,13 @@ impl Config {
         let key_template = string("IMGFLEET_KEY_TEMPLATE", file.key_template).unwrap_or(d.key_template);
         validate_template(&key_template)?;
         let queue_url = string("IMGFLEET_QUEUE_URL", file.queue_url);
-        if let Some(q) = &queue_url {
-            if !(q.starts_with("https://") || q.starts_with("http://")) {
-                return Err(invalid("IMGFLEET_QUEUE_URL", format!("{q:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)")));
-            }
+        if let Some(q) = &queue_url
+            && !(q.starts_with("https://") || q.starts_with("http://"))
+        {
+            return Err(invalid(
+                "IMGFLEET_QUEUE_URL",
+                format!("{q:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"),
+            ));
         }
         Ok(Config {
             queue_url,

@@ -290,10 +290,7 @@ pub fn parse_message(body: &str) -> Result<Message, ParseError> {
 /// [`ParseError::BadKeyEncoding`] if a `%` is not followed by two hex digits,
 /// or the decoded bytes are not UTF-8.
 pub fn decode_s3_key(encoded: &str) -> Result<String, ParseError> {
-    let bad = |reason| ParseError::BadKeyEncoding {
-        key: encoded.to_owned(),
-        reason,
-    };
+    let bad = |reason| ParseError::BadKeyEncoding { key: encoded.to_owned(), reason };
     if !has_only_complete_escapes(encoded) {
         return Err(bad("a `%` is not followed by two hex digits"));
     }
@@ -311,11 +308,7 @@ fn has_only_complete_escapes(text: &str) -> bool {
         .iter()
         .enumerate()
         .filter(|&(_, &byte)| byte == b'%')
-        .all(|(at, _)| {
-            bytes
-                .get(at + 1..at + 3)
-                .is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit))
-        })
+        .all(|(at, _)| bytes.get(at + 1..at + 3).is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit)))
 }
 
 // ---------------------------------------------------------------------------
@@ -363,9 +356,7 @@ impl Shape {
         } else if has("v") {
             Ok(Self::DirectJob)
         } else {
-            Err(ParseError::UnknownShape {
-                hint: describe_object(object),
-            })
+            Err(ParseError::UnknownShape { hint: describe_object(object) })
         }
     }
 
@@ -391,23 +382,16 @@ fn parse_json(text: &str) -> Result<Value, ParseError> {
 
 /// Dispatches a parsed JSON value to the parser of its shape.
 fn parse_value(value: &Value, layer: Layer) -> Result<Message, ParseError> {
-    let object = value.as_object().ok_or_else(|| ParseError::UnknownShape {
-        hint: describe_non_object(value),
-    })?;
+    let object = value.as_object().ok_or_else(|| ParseError::UnknownShape { hint: describe_non_object(value) })?;
     match (Shape::of(object)?, layer) {
         (Shape::S3Notification, _) => parse_s3_notification(value, layer.origin(Origin::S3)),
         (Shape::EventBridge, _) => parse_eventbridge(value, layer.origin(Origin::EventBridge)),
         (Shape::TestEvent, _) => parse_test_event(value),
         (Shape::Sns, Layer::Body) => parse_sns(value),
         (Shape::DirectJob, Layer::Body) => parse_direct_job(value),
-        (shape @ (Shape::Sns | Shape::DirectJob), Layer::SnsMessage) => {
-            Err(ParseError::UnknownShape {
-                hint: format!(
-                    "{} is not accepted inside an SNS notification",
-                    shape.name()
-                ),
-            })
-        }
+        (shape @ (Shape::Sns | Shape::DirectJob), Layer::SnsMessage) => Err(ParseError::UnknownShape {
+            hint: format!("{} is not accepted inside an SNS notification", shape.name()),
+        }),
     }
 }
 
@@ -433,11 +417,7 @@ fn describe_object(object: &Map<String, Value>) -> String {
     if object.contains_key("bucket") && object.contains_key("key") {
         return "has `bucket` and `key` but no `v`; a direct job needs \"v\": 1".to_owned();
     }
-    let mut fields: Vec<String> = object
-        .keys()
-        .take(HINT_MAX_FIELDS)
-        .map(|k| preview(k))
-        .collect();
+    let mut fields: Vec<String> = object.keys().take(HINT_MAX_FIELDS).map(|k| preview(k)).collect();
     if object.len() > HINT_MAX_FIELDS {
         fields.push("…".to_owned());
     }
@@ -452,18 +432,11 @@ fn describe_object(object: &Map<String, Value>) -> String {
 fn preview(text: &str) -> String {
     let mut chars = text.chars();
     let head: String = chars.by_ref().take(PREVIEW_CHARS).collect();
-    if chars.next().is_some() {
-        format!("{head:?}…")
-    } else {
-        format!("{head:?}")
-    }
+    if chars.next().is_some() { format!("{head:?}…") } else { format!("{head:?}") }
 }
 
 /// Deserializes a wire struct from a value recognised as `shape`.
-fn from_value<'a, T: Deserialize<'a>>(
-    value: &'a Value,
-    shape: &'static str,
-) -> Result<T, ParseError> {
+fn from_value<'a, T: Deserialize<'a>>(value: &'a Value, shape: &'static str) -> Result<T, ParseError> {
     T::deserialize(value).map_err(|detail| ParseError::Malformed { shape, detail })
 }
 
@@ -550,11 +523,7 @@ fn parse_s3_notification(value: &Value, origin: Origin) -> Result<Message, Parse
 }
 
 /// Turns one S3 notification record into a request.
-fn s3_record_request(
-    index: usize,
-    record: S3RecordWire,
-    origin: Origin,
-) -> Result<Request, ParseError> {
+fn s3_record_request(index: usize, record: S3RecordWire, origin: Origin) -> Result<Request, ParseError> {
     check_s3_event_source(index, record.event_source)?;
     check_s3_event_version(record.event_version)?;
     let event_name = required(record.event_name, "Records[].eventName")?;
@@ -574,10 +543,7 @@ fn s3_record_request(
 /// Accepts an absent `eventSource`, `aws:s3`, or any other `*:s3`.
 fn check_s3_event_source(index: usize, event_source: Option<String>) -> Result<(), ParseError> {
     match non_empty(event_source) {
-        Some(source) if !source.ends_with(":s3") => Err(ParseError::ForeignRecord {
-            index,
-            event_source: source,
-        }),
+        Some(source) if !source.ends_with(":s3") => Err(ParseError::ForeignRecord { index, event_source: source }),
         _ => Ok(()),
     }
 }
@@ -585,9 +551,7 @@ fn check_s3_event_source(index: usize, event_source: Option<String>) -> Result<(
 /// Accepts an absent `eventVersion`, or any `2.x`.
 fn check_s3_event_version(event_version: Option<String>) -> Result<(), ParseError> {
     match non_empty(event_version) {
-        Some(version) if version.split('.').next() != Some("2") => {
-            Err(ParseError::UnsupportedEventVersion(version))
-        }
+        Some(version) if version.split('.').next() != Some("2") => Err(ParseError::UnsupportedEventVersion(version)),
         _ => Ok(()),
     }
 }
@@ -719,9 +683,7 @@ fn parse_test_event(value: &Value) -> Result<Message, ParseError> {
     let test: TestEventWire = from_value(value, "s3:TestEvent")?;
     match required(test.event, "Event")? {
         event if event == S3_TEST_EVENT => Ok(Message::Test),
-        event => Err(ParseError::UnknownShape {
-            hint: format!("Event {} is not s3:TestEvent", preview(&event)),
-        }),
+        event => Err(ParseError::UnknownShape { hint: format!("Event {} is not s3:TestEvent", preview(&event)) }),
     }
 }
 
@@ -805,4 +767,3 @@ pub fn s3_put_notification(bucket: &str, object: &ObjectRef, event_time: &str) -
     })
     .to_string()
 }
-

@@ -3,8 +3,8 @@
 //! Every event is one JSON object with `"v": 1`. Events are delivered at least once: the same
 //! source object version always carries the same `job_id`, so a consumer recognises a duplicate.
 
-use crate::outcome::{ErrorInfo, StageTimings};
 use crate::ImageFormat;
+use crate::outcome::{ErrorInfo, StageTimings};
 use serde::{Deserialize, Serialize};
 
 /// The event schema version written in `v`.

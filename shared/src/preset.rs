@@ -128,10 +128,7 @@ pub enum PresetError {
 impl Preset {
     /// The built-in profile-photo preset.
     pub fn default_profile() -> Self {
-        let formats = vec![
-            OutputSpec::new(ImageFormat::Jpeg, 85),
-            OutputSpec::new(ImageFormat::Webp, 80),
-        ];
+        let formats = vec![OutputSpec::new(ImageFormat::Jpeg, 85), OutputSpec::new(ImageFormat::Webp, 80)];
         let spec = |name: &str, side, fit| RenditionSpec {
             name: name.to_owned(),
             width: side,
@@ -160,8 +157,7 @@ impl Preset {
         }
         let mut names = BTreeSet::new();
         for r in &self.renditions {
-            let safe = !r.name.is_empty()
-                && r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            let safe = !r.name.is_empty() && r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !safe {
                 return Err(invalid(format!("rendition name {:?} must be [A-Za-z0-9_-]+", r.name)));
             }
@@ -228,20 +224,17 @@ impl PresetCatalog {
                 return Err(PresetError::Invalid { preset: p.name.clone(), problem: "defined twice".into() });
             }
         }
-        if let Some(d) = &self.default {
-            if !names.contains(d) {
-                return Err(PresetError::UnknownDefault(d.clone()));
-            }
+        if let Some(d) = &self.default
+            && !names.contains(d)
+        {
+            return Err(PresetError::UnknownDefault(d.clone()));
         }
         Ok(())
     }
 
     /// The preset used when a job names none.
     pub fn default_preset(&self) -> &Preset {
-        self.default
-            .as_deref()
-            .and_then(|d| self.get(d))
-            .unwrap_or(&self.presets[0])
+        self.default.as_deref().and_then(|d| self.get(d)).unwrap_or(&self.presets[0])
     }
 
     /// A preset by name.
@@ -264,13 +257,7 @@ mod tests {
             [("thumb", 150, 150, Fit::Cover), ("medium", 400, 400, Fit::Cover), ("large", 800, 800, Fit::Inside)]
         );
         for r in &p.renditions {
-            assert_eq!(
-                r.formats,
-                [
-                    OutputSpec::new(ImageFormat::Jpeg, 85),
-                    OutputSpec::new(ImageFormat::Webp, 80)
-                ]
-            );
+            assert_eq!(r.formats, [OutputSpec::new(ImageFormat::Jpeg, 85), OutputSpec::new(ImageFormat::Webp, 80)]);
         }
     }
 

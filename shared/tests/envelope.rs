@@ -8,9 +8,7 @@ use imgfleet_shared::envelope::*;
 const PHOTO_KEY: &str = "incoming/my photo é+ü&x.jpg";
 
 fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -41,10 +39,7 @@ fn fixture_error(name: &str) -> String {
 
 fn assert_mentions(message: &str, words: &[&str]) {
     for word in words {
-        assert!(
-            message.contains(word),
-            "error {message:?} does not mention {word:?}"
-        );
+        assert!(message.contains(word), "error {message:?} does not mention {word:?}");
     }
 }
 
@@ -77,10 +72,7 @@ fn s3_put_from_localstack_decodes_percent_20() {
     assert_eq!(request.object.key, PHOTO_KEY);
     assert_eq!(request.object.size, Some(12345));
     assert_eq!(request.object.version_id, None, "null versionId is absent");
-    assert_eq!(
-        request.object.sequencer.as_deref(),
-        Some("0062E99A88DC407460")
-    );
+    assert_eq!(request.object.sequencer.as_deref(), Some("0062E99A88DC407460"));
     assert_eq!(request.origin, Origin::S3);
 }
 
@@ -91,44 +83,25 @@ fn s3_multipart_upload_keeps_version_and_multipart_etag() {
     assert_eq!(request.event_name, "ObjectCreated:CompleteMultipartUpload");
     assert_eq!(request.object.key, "uploads/u/42/holiday 2026/IMG_0001.JPG");
     assert_eq!(request.object.size, Some(26_214_400));
-    assert_eq!(
-        request.object.etag.as_deref(),
-        Some("4af981f98d22a0b9979da24b259e5e42-5")
-    );
-    assert_eq!(
-        request.object.version_id.as_deref(),
-        Some("uhggCJ2_B6gU2JaXWXebnXFDstO0ID6G")
-    );
-    assert_eq!(
-        request.object.sequencer.as_deref(),
-        Some("0064D3901D00059242")
-    );
+    assert_eq!(request.object.etag.as_deref(), Some("4af981f98d22a0b9979da24b259e5e42-5"));
+    assert_eq!(request.object.version_id.as_deref(), Some("uhggCJ2_B6gU2JaXWXebnXFDstO0ID6G"));
+    assert_eq!(request.object.sequencer.as_deref(), Some("0064D3901D00059242"));
 }
 
 #[test]
 fn s3_two_records_keep_order_and_actions() {
     let all = requests("s3_created_and_removed.json");
-    let summary: Vec<_> = all
-        .iter()
-        .map(|r| (r.action, r.event_name.as_str(), r.object.key.as_str()))
-        .collect();
+    let summary: Vec<_> = all.iter().map(|r| (r.action, r.event_name.as_str(), r.object.key.as_str())).collect();
     assert_eq!(
         summary,
         [
             (Action::Created, "ObjectCreated:Copy", "uploads/u/7/new.png"),
-            (
-                Action::Removed,
-                "ObjectRemoved:DeleteMarkerCreated",
-                "uploads/u/7/old.png"
-            ),
+            (Action::Removed, "ObjectRemoved:DeleteMarkerCreated", "uploads/u/7/old.png"),
         ]
     );
     assert_eq!(all[0].object.size, Some(2048));
     assert_eq!(all[1].object.size, None);
-    assert_eq!(
-        all[1].object.version_id.as_deref(),
-        Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY")
-    );
+    assert_eq!(all[1].object.version_id.as_deref(), Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"));
 }
 
 #[test]
@@ -140,10 +113,7 @@ fn s3_delete_has_no_size_or_etag() {
     assert_eq!(request.object.key, "uploads/u/42/me.jpg");
     assert_eq!(request.object.size, None);
     assert_eq!(request.object.etag, None);
-    assert_eq!(
-        request.object.sequencer.as_deref(),
-        Some("0055AED6DCD90281E5")
-    );
+    assert_eq!(request.object.sequencer.as_deref(), Some("0055AED6DCD90281E5"));
 }
 
 #[test]
@@ -203,10 +173,7 @@ fn sns_wrapped_s3_event_is_parsed_with_origin_sns() {
 
 #[test]
 fn sns_wrapped_test_event_is_test() {
-    assert_eq!(
-        parse_message(&fixture("sns_test_event.json")).ok(),
-        Some(Message::Test)
-    );
+    assert_eq!(parse_message(&fixture("sns_test_event.json")).ok(), Some(Message::Test));
 }
 
 #[test]
@@ -252,10 +219,7 @@ fn eventbridge_object_deleted_is_removed() {
     assert_eq!(request.origin, Origin::EventBridge);
     assert_eq!(request.object.key, "uploads/a b.jpg");
     assert_eq!(request.object.size, None);
-    assert_eq!(
-        request.object.version_id.as_deref(),
-        Some("1QW9g1Z99LUNbvaaYVpW9xDlOLU.qxgF")
-    );
+    assert_eq!(request.object.version_id.as_deref(), Some("1QW9g1Z99LUNbvaaYVpW9xDlOLU.qxgF"));
 }
 
 #[test]
@@ -276,11 +240,7 @@ fn eventbridge_other_detail_type_and_moto_etag() {
 #[test]
 fn test_events_from_aws_and_moto() {
     for name in ["test_event_aws.json", "test_event_moto.json"] {
-        assert_eq!(
-            parse_message(&fixture(name)).ok(),
-            Some(Message::Test),
-            "{name}"
-        );
+        assert_eq!(parse_message(&fixture(name)).ok(), Some(Message::Test), "{name}");
     }
 }
 
@@ -295,11 +255,7 @@ fn direct_job_minimal() {
     assert_eq!(request.origin, Origin::Direct);
     assert_eq!(
         request.object,
-        ObjectRef {
-            bucket: "uploads".into(),
-            key: "uploads/u/42/me.jpg".into(),
-            ..ObjectRef::default()
-        }
+        ObjectRef { bucket: "uploads".into(), key: "uploads/u/42/me.jpg".into(), ..ObjectRef::default() }
     );
     assert_eq!(request.options, JobOptions::default());
 }
@@ -310,14 +266,8 @@ fn direct_job_full_keeps_literal_key_and_options() {
     assert_eq!(request.origin, Origin::Direct);
     assert_eq!(request.object.key, "uploads/u/42/my photo+%20.jpg");
     assert_eq!(request.object.size, Some(48213));
-    assert_eq!(
-        request.object.etag.as_deref(),
-        Some("5d41402abc4b2a76b9719d911017c592")
-    );
-    assert_eq!(
-        request.object.version_id.as_deref(),
-        Some("3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")
-    );
+    assert_eq!(request.object.etag.as_deref(), Some("5d41402abc4b2a76b9719d911017c592"));
+    assert_eq!(request.object.version_id.as_deref(), Some("3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"));
     assert_eq!(
         request.options,
         JobOptions {
@@ -356,18 +306,12 @@ fn bad_scalars() {
 
 #[test]
 fn bad_empty_object() {
-    assert_mentions(
-        &fixture_error("bad_empty_object.json"),
-        &["unrecognised", "empty"],
-    );
+    assert_mentions(&fixture_error("bad_empty_object.json"), &["unrecognised", "empty"]);
 }
 
 #[test]
 fn bad_unknown_shape_lists_its_fields() {
-    assert_mentions(
-        &fixture_error("bad_unknown_shape.json"),
-        &["unrecognised", "\"hello\"", "Records"],
-    );
+    assert_mentions(&fixture_error("bad_unknown_shape.json"), &["unrecognised", "\"hello\"", "Records"]);
 }
 
 #[test]
@@ -377,30 +321,21 @@ fn bad_direct_job_without_version_says_so() {
 
 #[test]
 fn bad_sns_garbage_message() {
-    assert_mentions(
-        &fixture_error("bad_sns_garbage_message.json"),
-        &["SNS", "Message", "JSON"],
-    );
+    assert_mentions(&fixture_error("bad_sns_garbage_message.json"), &["SNS", "Message", "JSON"]);
 }
 
 #[test]
 fn bad_sns_subscription_confirmation() {
-    assert_mentions(
-        &fixture_error("bad_sns_subscription_confirmation.json"),
-        &["SubscriptionConfirmation"],
-    );
+    assert_mentions(&fixture_error("bad_sns_subscription_confirmation.json"), &["SubscriptionConfirmation"]);
 }
 
 #[test]
 fn bad_sns_nesting_and_direct_job_inside_sns() {
-    let inner_sns =
-        serde_json::json!({"Type": "Notification", "TopicArn": "t", "Message": "{}"}).to_string();
+    let inner_sns = serde_json::json!({"Type": "Notification", "TopicArn": "t", "Message": "{}"}).to_string();
     let nested = serde_json::json!({"Type": "Notification", "TopicArn": "t", "Message": inner_sns});
-    assert_mentions(
-        &error_of(&nested.to_string()),
-        &["SNS envelope", "not accepted"],
-    );
-    let job = serde_json::json!({"Type": "Notification", "TopicArn": "t", "Message": r#"{"v":1,"bucket":"b","key":"k"}"#});
+    assert_mentions(&error_of(&nested.to_string()), &["SNS envelope", "not accepted"]);
+    let job =
+        serde_json::json!({"Type": "Notification", "TopicArn": "t", "Message": r#"{"v":1,"bucket":"b","key":"k"}"#});
     assert_mentions(&error_of(&job.to_string()), &["direct job", "not accepted"]);
 }
 
@@ -408,27 +343,15 @@ fn bad_sns_nesting_and_direct_job_inside_sns() {
 fn bad_direct_job_v2() {
     let message = fixture_error("bad_direct_job_v2.json");
     assert_mentions(&message, &["version 2"]);
-    assert!(matches!(
-        parse_message(&fixture("bad_direct_job_v2.json")),
-        Err(ParseError::UnsupportedVersion(2))
-    ));
+    assert!(matches!(parse_message(&fixture("bad_direct_job_v2.json")), Err(ParseError::UnsupportedVersion(2))));
 }
 
 #[test]
 fn bad_direct_job_fields() {
-    assert_mentions(
-        &fixture_error("bad_direct_job_empty_key.json"),
-        &["`key`", "missing"],
-    );
+    assert_mentions(&fixture_error("bad_direct_job_empty_key.json"), &["`key`", "missing"]);
     assert_mentions(&error_of(r#"{"v":1,"key":"k"}"#), &["`bucket`"]);
-    assert_mentions(
-        &error_of(r#"{"v":"1","bucket":"b","key":"k"}"#),
-        &["direct job", "u64"],
-    );
-    assert_mentions(
-        &error_of(r#"{"v":1,"bucket":"b","key":"k","size":-1}"#),
-        &["direct job"],
-    );
+    assert_mentions(&error_of(r#"{"v":"1","bucket":"b","key":"k"}"#), &["direct job", "u64"]);
+    assert_mentions(&error_of(r#"{"v":1,"bucket":"b","key":"k","size":-1}"#), &["direct job"]);
 }
 
 #[test]
@@ -440,10 +363,7 @@ fn bad_key_invalid_utf8() {
 #[test]
 fn bad_s3_records() {
     assert_mentions(&fixture_error("bad_empty_records.json"), &["no records"]);
-    assert_mentions(
-        &fixture_error("bad_foreign_records.json"),
-        &["aws:dynamodb"],
-    );
+    assert_mentions(&fixture_error("bad_foreign_records.json"), &["aws:dynamodb"]);
     assert_mentions(&error_of(r#"{"Records":{}}"#), &["malformed S3"]);
     assert_mentions(
         &error_of(
@@ -462,25 +382,18 @@ fn bad_s3_records() {
 #[test]
 fn bad_eventbridge() {
     assert_mentions(
-        &error_of(
-            r#"{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}"#,
-        ),
+        &error_of(r#"{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}"#),
         &["aws.ec2"],
     );
     assert_mentions(
-        &error_of(
-            r#"{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{}}}"#,
-        ),
+        &error_of(r#"{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{}}}"#),
         &["detail.object.key"],
     );
 }
 
 #[test]
 fn bad_test_event_name() {
-    assert_mentions(
-        &error_of(r#"{"Service":"Amazon S3","Event":"s3:SomethingElse"}"#),
-        &["s3:SomethingElse"],
-    );
+    assert_mentions(&error_of(r#"{"Service":"Amazon S3","Event":"s3:SomethingElse"}"#), &["s3:SomethingElse"]);
 }
 
 #[test]
@@ -488,23 +401,13 @@ fn every_bad_fixture_is_an_error() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
-        let name = entry
-            .expect("dir entry")
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.expect("dir entry").file_name().to_string_lossy().into_owned();
         if name.starts_with("bad_") {
             let message = fixture_error(&name);
-            assert!(
-                message.len() > 10,
-                "{name}: uninformative error {message:?}"
-            );
+            assert!(message.len() > 10, "{name}: uninformative error {message:?}");
             seen += 1;
         } else if name.ends_with(".json") {
-            assert!(
-                parse_message(&fixture(&name)).is_ok(),
-                "{name} should parse"
-            );
+            assert!(parse_message(&fixture(&name)).is_ok(), "{name} should parse");
         }
     }
     assert!(seen >= 12, "only {seen} bad fixtures found");
@@ -523,11 +426,7 @@ fn decode_s3_key_cases() {
         ("", ""),
     ];
     for (encoded, decoded) in cases {
-        assert_eq!(
-            decode_s3_key(encoded).ok().as_deref(),
-            Some(decoded),
-            "{encoded}"
-        );
+        assert_eq!(decode_s3_key(encoded).ok().as_deref(), Some(decoded), "{encoded}");
     }
 }
 
@@ -535,9 +434,7 @@ fn decode_s3_key_cases() {
 fn decode_s3_key_rejects_bad_input() {
     for encoded in ["%C3%28", "%FF", "50%", "50%2", "%zz", "%%41"] {
         match decode_s3_key(encoded) {
-            Err(error @ ParseError::BadKeyEncoding { .. }) => {
-                assert_mentions(&error.to_string(), &["key"])
-            }
+            Err(error @ ParseError::BadKeyEncoding { .. }) => assert_mentions(&error.to_string(), &["key"]),
             other => panic!("{encoded}: {other:?}"),
         }
     }
@@ -546,15 +443,8 @@ fn decode_s3_key_rejects_bad_input() {
 #[test]
 fn long_inputs_are_truncated_in_errors() {
     let key = "%FF".repeat(10_000);
-    let message = decode_s3_key(&key)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        message.len() < 400,
-        "error message is {} bytes",
-        message.len()
-    );
+    let message = decode_s3_key(&key).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.len() < 400, "error message is {} bytes", message.len());
     assert!(message.contains('…'));
 }
 
@@ -569,7 +459,13 @@ fn object_ref_round_trips_through_serde() {
 #[test]
 fn encoded_keys_round_trip_through_a_notification() {
     for key in ["uploads/my photo é+ü&x.jpg", "a/b c/100%.png", "plain.jpg", "ünï/cödé?#.webp"] {
-        let object = ObjectRef { bucket: "b".into(), key: key.into(), size: Some(7), etag: Some("e".into()), ..Default::default() };
+        let object = ObjectRef {
+            bucket: "b".into(),
+            key: key.into(),
+            size: Some(7),
+            etag: Some("e".into()),
+            ..Default::default()
+        };
         let body = s3_put_notification("b", &object, "2026-11-30T00:00:00.000Z");
         let Message::Requests(r) = parse_message(&body).unwrap() else { panic!("not requests") };
         assert_eq!(r[0].object.key, key);

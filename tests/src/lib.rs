@@ -69,7 +69,8 @@ impl Env {
     pub async fn setup(&self, name: &str, max_receives: u32, visibility_secs: u32) -> Setup {
         let base = unique(name);
         let bucket = base.chars().take(63).collect::<String>();
-        let clients = imgfleet_loadtest::setup::Clients { sdk: self.sdk.clone(), s3: self.s3.clone(), sqs: self.sqs.clone() };
+        let clients =
+            imgfleet_loadtest::setup::Clients { sdk: self.sdk.clone(), s3: self.s3.clone(), sqs: self.sqs.clone() };
         let args = imgfleet_loadtest::setup::SetupArgs {
             bucket: bucket.clone(),
             queue: base.clone(),
@@ -78,7 +79,13 @@ impl Env {
             visibility_secs,
         };
         let created = imgfleet_loadtest::setup::run(&clients, &args).await.expect("bucket, queues and notification");
-        Setup { name: base.clone(), bucket, queue_url: created.queue_url, dlq_url: created.dlq_url, stream: format!("imgfleet:test:{base}") }
+        Setup {
+            name: base.clone(),
+            bucket,
+            queue_url: created.queue_url,
+            dlq_url: created.dlq_url,
+            stream: format!("imgfleet:test:{base}"),
+        }
     }
 
     /// The worker configuration for `setup`, with metrics on a free loopback port.
@@ -98,7 +105,15 @@ impl Env {
     }
 
     pub async fn upload(&self, bucket: &str, key: &str, body: Vec<u8>) {
-        self.s3.put_object().bucket(bucket).key(key).content_type("image/jpeg").body(ByteStream::from(body)).send().await.expect("upload");
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("image/jpeg")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .expect("upload");
     }
 
     pub async fn send(&self, queue_url: &str, body: &str) {
@@ -119,7 +134,10 @@ impl Env {
             .attributes
             .unwrap_or_default();
         let get = |n: QueueAttributeName| attrs.get(&n).and_then(|v| v.parse().ok()).unwrap_or(0);
-        (get(QueueAttributeName::ApproximateNumberOfMessages), get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 
     /// Waits until the queue holds no message, visible or in flight.
@@ -183,7 +201,9 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 /// The value of an unlabelled (or exactly labelled) series in a metrics exposition.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }
 
@@ -269,7 +289,11 @@ impl FakeEcsAgent {
                     if let Some((head, body)) = text.split_once("\r\n\r\n") {
                         let len = head
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
                             .unwrap_or(0);
                         if body.len() >= len {
                             seen.lock().expect("lock").push(format!("{} {body}", head.lines().next().unwrap_or("")));

@@ -88,7 +88,8 @@ async fn heartbeat_keeps_a_slow_job_from_being_redelivered() {
     config.concurrency = Some(1);
     let mut settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
     settings.visibility = Duration::from_secs(3);
-    let store = SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(8) };
+    let store =
+        SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(8) };
     let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
     let key = "uploads/slow.jpg";
     env.upload(&setup.bucket, key, photo(300, 200)).await;
@@ -101,7 +102,11 @@ async fn heartbeat_keeps_a_slow_job_from_being_redelivered() {
     env.wait_queue_empty(&setup.queue_url, WAIT).await;
     let metrics = http_get(worker.metrics_addr, "/metrics").await.1;
     assert!(metric(&metrics, "imgfleet_visibility_extensions_total") >= 4.0, "{metrics}");
-    assert_eq!(metric(&metrics, "imgfleet_message_receive_count_count"), 2.0, "test event + the upload, each received once");
+    assert_eq!(
+        metric(&metrics, "imgfleet_message_receive_count_count"),
+        2.0,
+        "test event + the upload, each received once"
+    );
     worker.shutdown();
     worker.wait().await;
 }
@@ -112,7 +117,8 @@ async fn readyz_turns_false_while_draining() {
     let setup = env.setup("readyz", 5, 30).await;
     let config = env.config(&setup);
     let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
-    let store = SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(4) };
+    let store =
+        SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(4) };
     let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while http_get(worker.metrics_addr, "/readyz").await.0 != 200 {
@@ -201,13 +207,17 @@ async fn busy_task_holds_ecs_scale_in_protection() {
     config.ecs_task_protection = true;
     config.ecs_agent_uri = Some(agent.uri.clone());
     let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
-    let store = SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(3) };
+    let store =
+        SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(3) };
     let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
     env.upload(&setup.bucket, "uploads/protected.jpg", photo(300, 200)).await;
     env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).contains("uploads/protected.jpg")).await;
     let enabled = agent.seen();
     assert!(
-        enabled.iter().any(|r| r.starts_with("PUT /api/task-1/task-protection/v1/state ") && r.contains(r#""ProtectionEnabled":true"#)),
+        enabled
+            .iter()
+            .any(|r| r.starts_with("PUT /api/task-1/task-protection/v1/state ")
+                && r.contains(r#""ProtectionEnabled":true"#)),
         "{enabled:?}"
     );
     // Given up once idle.

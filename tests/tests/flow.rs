@@ -24,7 +24,10 @@ async fn upload_becomes_renditions_and_a_completed_event() {
     let event = completed_for(&events, key).unwrap();
     assert_eq!(event.v, 1);
     assert_eq!(event.source.bucket, setup.bucket);
-    assert_eq!((event.source.width, event.source.height, event.source.format), (Some(1600), Some(1200), Some(ImageFormat::Jpeg)));
+    assert_eq!(
+        (event.source.width, event.source.height, event.source.format),
+        (Some(1600), Some(1200), Some(ImageFormat::Jpeg))
+    );
     assert!(event.source.etag.is_some() && event.source.size.is_some());
     assert_eq!(event.attempt, 1);
     assert_eq!(event.worker_id, format!("{}-worker", setup.name));
@@ -50,7 +53,19 @@ async fn upload_becomes_renditions_and_a_completed_event() {
         let meta = head.metadata().cloned().unwrap_or_default();
         assert_eq!(meta.get("source-etag"), event.source.etag.as_ref());
         assert_eq!(meta.get("preset").map(String::as_str), Some("profile"));
-        let body = env.s3.get_object().bucket(&r.bucket).key(&r.key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+        let body = env
+            .s3
+            .get_object()
+            .bucket(&r.bucket)
+            .key(&r.key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
         match r.format {
             ImageFormat::Jpeg => assert_eq!(&body[..3], &[0xFF, 0xD8, 0xFF]),
             _ => assert_eq!(&body[8..12], b"WEBP"),
@@ -127,12 +142,19 @@ async fn every_message_shape_and_key_encoding() {
     let loop_guard = s3_event.replace("manual/sns.jpg", "renditions/uploads/x/thumb.jpg");
     env.send(&setup.queue_url, &loop_guard).await;
 
-    let want: Vec<&str> = notified.iter().copied().chain(["manual/sns.jpg", "manual/eventbridge.jpg", "manual/direct.jpg"]).collect();
+    let want: Vec<&str> =
+        notified.iter().copied().chain(["manual/sns.jpg", "manual/eventbridge.jpg", "manual/direct.jpg"]).collect();
     let events = env.wait_events(&setup.stream, WAIT, |e| want.iter().all(|k| completed_for(e, k).is_some())).await;
     for key in notified {
         let e = completed_for(&events, key).unwrap();
         assert_eq!(e.renditions[0].key, format!("renditions/{}/thumb.jpg", key.trim_end_matches(".jpg")));
-        env.s3.head_object().bucket(&setup.bucket).key(&e.renditions[0].key).send().await.expect("stored under the decoded key");
+        env.s3
+            .head_object()
+            .bucket(&setup.bucket)
+            .key(&e.renditions[0].key)
+            .send()
+            .await
+            .expect("stored under the decoded key");
     }
     let direct = completed_for(&events, "manual/direct.jpg").unwrap();
     assert_eq!(direct.job_id, "job-direct-1");
@@ -143,7 +165,10 @@ async fn every_message_shape_and_key_encoding() {
     env.wait_queue_empty(&setup.queue_url, WAIT).await;
     assert!(events.iter().all(|e| !e.source.key.starts_with("renditions/")), "no job for an output key");
     let metrics = http_get(worker.metrics_addr, "/metrics").await.1;
-    assert!(metric(&metrics, "imgfleet_jobs_total{outcome=\"ignored\"}") >= 2.0, "test event and loop guard: {metrics}");
+    assert!(
+        metric(&metrics, "imgfleet_jobs_total{outcome=\"ignored\"}") >= 2.0,
+        "test event and loop guard: {metrics}"
+    );
     worker.shutdown();
     worker.wait().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -155,7 +180,12 @@ async fn non_image_upload_fails_cleanly_and_is_deleted() {
     let setup = env.setup("nonimage", 3, 30).await;
     let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
     let key = "uploads/evil.jpg";
-    env.upload(&setup.bucket, key, b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec()).await;
+    env.upload(
+        &setup.bucket,
+        key,
+        b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec(),
+    )
+    .await;
     let events = env.wait_events(&setup.stream, WAIT, |e| e.iter().any(|e| e.source.key == key)).await;
     let e = events.iter().find(|e| e.source.key == key).unwrap();
     assert_eq!(e.kind, EventType::Failed);
@@ -186,7 +216,8 @@ async fn poison_message_ends_in_the_dead_letter_queue() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let events = env.events(&setup.stream).await;
-    let failed: Vec<_> = events.iter().filter(|e| e.error.as_ref().is_some_and(|x| x.kind == ErrorKind::InvalidMessage)).collect();
+    let failed: Vec<_> =
+        events.iter().filter(|e| e.error.as_ref().is_some_and(|x| x.kind == ErrorKind::InvalidMessage)).collect();
     assert_eq!(failed.len(), 1, "one failure event per poison message: {events:#?}");
     assert!(failed[0].job_id.starts_with("message-"));
     let dead = env.sqs.receive_message().queue_url(&setup.dlq_url).send().await.unwrap().messages.unwrap_or_default();

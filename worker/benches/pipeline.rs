@@ -2,10 +2,10 @@
 //! 12 MP photo-like JPEGs: `cargo bench -p imgfleet-worker`.
 //! Side-by-side figures against other libraries on real photos come from the loadtest binary.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use imgfleet_shared::{ImageFormat, Limits, Preset};
 use imgfleet_worker::demo::sample_jpeg;
-use imgfleet_worker::pipeline::{self, colour, decode, encode, orient, sniff, RenderOptions};
+use imgfleet_worker::pipeline::{self, RenderOptions, colour, decode, encode, orient, sniff};
 use std::hint::black_box;
 
 const SIZES: [(&str, u32, u32); 3] = [("1MP", 1152, 864), ("3MP", 2048, 1536), ("12MP", 4032, 3024)];
@@ -18,9 +18,13 @@ fn stages(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("stages/{label}"));
         g.sample_size(10);
         g.bench_function("sniff", |b| b.iter(|| sniff::sniff(black_box(&jpeg))));
-        g.bench_function("decode", |b| b.iter(|| colour::prepare(decode::decode(black_box(&jpeg), ImageFormat::Jpeg, &limits).unwrap())));
+        g.bench_function("decode", |b| {
+            b.iter(|| colour::prepare(decode::decode(black_box(&jpeg), ImageFormat::Jpeg, &limits).unwrap()))
+        });
         let (source, _) = colour::prepare(decode::decode(&jpeg, ImageFormat::Jpeg, &limits).unwrap());
-        g.bench_function("resize (3 renditions)", |b| b.iter(|| pipeline::resize_all(black_box(&source), &preset, 6).unwrap()));
+        g.bench_function("resize (3 renditions)", |b| {
+            b.iter(|| pipeline::resize_all(black_box(&source), &preset, 6).unwrap())
+        });
         let made = pipeline::resize_all(&source, &preset, 6).unwrap();
         g.bench_function("orient (3 renditions)", |b| {
             b.iter(|| made.renditions.iter().map(|p| orient::apply(p.clone(), 6).width).sum::<u32>())

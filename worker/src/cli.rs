@@ -1,11 +1,11 @@
 //! The `imgfleet` command line: `process`, `run`, `demo` and `healthcheck`.
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use imgfleet_shared::PresetCatalog;
 use crate::pipeline::RenderOptions;
 use crate::process::{self, ProcessRequest, Status};
 use crate::{demo, service, telemetry};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use imgfleet_shared::PresetCatalog;
 use imgfleet_shared::config::Config;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write as _;
@@ -115,7 +115,8 @@ fn process_command(
     };
     let bar = if json { ProgressBar::hidden() } else { ProgressBar::new(request.inputs.len() as u64) };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut stdout = std::io::stdout().lock();
     let summary = process::run(&request, |report| {
@@ -177,7 +178,8 @@ fn healthcheck_command(addr: Option<String>) -> anyhow::Result<ExitCode> {
         None => format!("127.0.0.1:{}", Config::from_env()?.metrics_addr.port()),
     };
     let probe = || -> std::io::Result<bool> {
-        let sock: std::net::SocketAddr = addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let sock: std::net::SocketAddr =
+            addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let mut stream = std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(2))?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
         stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;

@@ -8,18 +8,18 @@
 //! decoding, and any still running when the grace ends, are made visible again immediately.
 
 use crate::events::EventSink;
-use crate::job::{now_ms, JobContext, Outcome};
+use crate::job::{JobContext, Outcome, now_ms};
 use crate::keys;
 use crate::metrics::{Health, Metrics};
 use crate::queue::{Queue, QueueError, ReceivedMessage};
 use crate::storage::ObjectStore;
-use imgfleet_shared::envelope::{self, Message};
-use imgfleet_shared::event::{Event, EventSource, EventType, EVENT_VERSION};
-use imgfleet_shared::outcome::ErrorInfo;
 use imgfleet_shared::ErrorKind;
+use imgfleet_shared::envelope::{self, Message};
+use imgfleet_shared::event::{EVENT_VERSION, Event, EventSource, EventType};
+use imgfleet_shared::outcome::ErrorInfo;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -85,7 +85,13 @@ impl<Q, S, E> std::fmt::Debug for Consumer<Q, S, E> {
 
 impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
     /// `stopping` must be the token the job context watches; cancelling `shutdown` starts the drain.
-    pub fn new(queue: Q, jobs: Arc<JobContext<S, E>>, settings: ConsumerSettings, health: Health, stopping: CancellationToken) -> Self {
+    pub fn new(
+        queue: Q,
+        jobs: Arc<JobContext<S, E>>,
+        settings: ConsumerSettings,
+        health: Health,
+        stopping: CancellationToken,
+    ) -> Self {
         let metrics = jobs.metrics.clone();
         Self { queue: Arc::new(queue), jobs, settings, metrics, health, stopping }
     }
@@ -233,7 +239,8 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
         let mut ack = Ack::Delete;
         for request in &requests {
             let started = Instant::now();
-            let ignored = !request.is_create() || keys::is_output_key(&request.object.key, &self.settings.output_prefix);
+            let ignored =
+                !request.is_create() || keys::is_output_key(&request.object.key, &self.settings.output_prefix);
             if ignored {
                 tracing::info!(event = %request.event_name, key = %request.object.key, "ignored");
                 self.count("ignored", started);
@@ -243,7 +250,9 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
             let outcome = self.jobs.run(request, message.receive_count).instrument(span).await;
             self.count(outcome.label(), started);
             match outcome {
-                Outcome::Completed(event) => tracing::info!(job_id = %event.job_id, ms = started.elapsed().as_millis() as u64, "completed"),
+                Outcome::Completed(event) => {
+                    tracing::info!(job_id = %event.job_id, ms = started.elapsed().as_millis() as u64, "completed")
+                }
                 Outcome::Failed(event) => tracing::info!(job_id = %event.job_id, "failed event published"),
                 Outcome::Retry { kind, message: why } => {
                     tracing::warn!(%kind, error = %why, "will retry");
@@ -378,7 +387,11 @@ mod tests {
         }
 
         async fn delete_batch(&self, entries: Vec<(String, String)>) -> Result<Vec<(String, String)>, QueueError> {
-            Ok(entries.into_iter().filter(|(_, r)| r == "expired").map(|(id, _)| (id, "ReceiptHandleIsInvalid".into())).collect())
+            Ok(entries
+                .into_iter()
+                .filter(|(_, r)| r == "expired")
+                .map(|(id, _)| (id, "ReceiptHandleIsInvalid".into()))
+                .collect())
         }
 
         async fn set_visibility(&self, _: &str, _: u32) -> Result<(), QueueError> {
@@ -394,8 +407,11 @@ mod tests {
     async fn partial_batch_delete_failures_reach_only_their_message() {
         let metrics = Metrics::new();
         let deleter = Deleter::spawn(Arc::new(PartlyFailingQueue), metrics.clone());
-        let (ok, failed, also_ok) =
-            tokio::join!(deleter.delete("m1", "fine"), deleter.delete("m2", "expired"), deleter.delete("m3", "fine-too"));
+        let (ok, failed, also_ok) = tokio::join!(
+            deleter.delete("m1", "fine"),
+            deleter.delete("m2", "expired"),
+            deleter.delete("m3", "fine-too")
+        );
         assert_eq!(ok, Ok(()));
         assert_eq!(also_ok, Ok(()));
         assert!(failed.unwrap_err().contains("ReceiptHandleIsInvalid"));

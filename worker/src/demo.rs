@@ -5,7 +5,7 @@
 use crate::local::{DirStore, JsonlSink, LocalQueue};
 use crate::service::{self, StartError};
 use imgfleet_shared::config::Config;
-use imgfleet_shared::envelope::{s3_put_notification, ObjectRef};
+use imgfleet_shared::envelope::{ObjectRef, s3_put_notification};
 use jpeg_encoder::{ColorType, Encoder};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,8 +60,12 @@ pub fn sample_rgb(w: u32, h: u32, seed: u32) -> Vec<u8> {
         for x in 0..w {
             let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
             let wave = ((fx * 9.0 + phase).sin() * (fy * 7.0 - phase).cos() * 60.0) as i32;
-            let edge = if (x / 37 + y / 29 + seed) % 5 == 0 { 40 } else { 0 };
-            let px = [(fx * 200.0) as i32 + wave + edge, (fy * 180.0) as i32 - wave / 2 + 30, ((fx + fy) * 90.0) as i32 + edge + 20];
+            let edge = if (x / 37 + y / 29 + seed).is_multiple_of(5) { 40 } else { 0 };
+            let px = [
+                (fx * 200.0) as i32 + wave + edge,
+                (fy * 180.0) as i32 - wave / 2 + 30,
+                ((fx + fy) * 90.0) as i32 + edge + 20,
+            ];
             out.extend(px.map(|v| v.clamp(0, 255) as u8));
         }
     }
@@ -108,10 +112,18 @@ pub async fn run(request: &DemoRequest) -> Result<DemoReport, DemoError> {
         true => samples(request.count),
         false => user_images(&request.images).map_err(io)?,
     };
-    queue.send(format!(r#"{{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-01-01T00:00:00.000Z","Bucket":"{DEMO_BUCKET}"}}"#));
+    queue.send(format!(
+        r#"{{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-01-01T00:00:00.000Z","Bucket":"{DEMO_BUCKET}"}}"#
+    ));
     for (key, body) in &uploads {
         let etag = store.upload(DEMO_BUCKET, key, body).map_err(io)?;
-        let object = ObjectRef { bucket: DEMO_BUCKET.into(), key: key.clone(), size: Some(body.len() as u64), etag: Some(etag), ..Default::default() };
+        let object = ObjectRef {
+            bucket: DEMO_BUCKET.into(),
+            key: key.clone(),
+            size: Some(body.len() as u64),
+            etag: Some(etag),
+            ..Default::default()
+        };
         queue.send(s3_put_notification(DEMO_BUCKET, &object, "2026-01-01T00:00:00.000Z"));
     }
 
@@ -167,7 +179,9 @@ fn user_images(paths: &[PathBuf]) -> std::io::Result<Vec<(String, Vec<u8>)>> {
 
 /// Where the demo puts things, relative to `dir`, for the closing message.
 pub fn describe(report: &DemoReport, dir: &Path) -> String {
-    let rel = |p: &Path| p.strip_prefix(dir).map_or_else(|_| p.display().to_string(), |r| format!("{}/{}", dir.display(), r.display()));
+    let rel = |p: &Path| {
+        p.strip_prefix(dir).map_or_else(|_| p.display().to_string(), |r| format!("{}/{}", dir.display(), r.display()))
+    };
     format!(
         "{} uploads: {} completed, {} failed in {:.2} s ({:.1} images/s, {:.1} MP/s)\nrenditions: {}\nevents:     {}\n",
         report.uploads,

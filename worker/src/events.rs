@@ -43,10 +43,11 @@ impl RedisSink {
             .set_response_timeout(Some(PUBLISH_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let connection = tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new_with_config(client, config))
-            .await
-            .map_err(|_| PublishError("timed out connecting to Redis".into()))?
-            .map_err(|e| PublishError(e.to_string()))?;
+        let connection =
+            tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new_with_config(client, config))
+                .await
+                .map_err(|_| PublishError("timed out connecting to Redis".into()))?
+                .map_err(|e| PublishError(e.to_string()))?;
         Ok(Self { connection, stream: stream.into(), maxlen })
     }
 }

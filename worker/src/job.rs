@@ -10,7 +10,7 @@ use crate::pipeline::{self, RenderOptions, Rendered};
 use crate::storage::{Fetched, ObjectStore, PutOptions, StoreError};
 use imgfleet_shared::config::Sse;
 use imgfleet_shared::envelope::Request;
-use imgfleet_shared::event::{Event, EventRendition, EventSource, EventType, JobTimings, EVENT_VERSION};
+use imgfleet_shared::event::{EVENT_VERSION, Event, EventRendition, EventSource, EventType, JobTimings};
 use imgfleet_shared::outcome::ErrorInfo;
 use imgfleet_shared::{ErrorClass, ErrorKind, PresetCatalog};
 use sha2::{Digest, Sha256};
@@ -124,11 +124,9 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         let mut timings = JobTimings::default();
         let preset_name = request.options.preset.clone().unwrap_or_else(|| self.catalog.default_preset().name.clone());
         let result = self.produce(request, &preset_name, &mut source, &mut timings).await;
-        let id = request
-            .options
-            .job_id
-            .clone()
-            .unwrap_or_else(|| job_id(&source.bucket, &source.key, source.version_id.as_deref().or(source.etag.as_deref())));
+        let id = request.options.job_id.clone().unwrap_or_else(|| {
+            job_id(&source.bucket, &source.key, source.version_id.as_deref().or(source.etag.as_deref()))
+        });
         timings.total_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut event = Event {
             v: EVENT_VERSION,
@@ -181,14 +179,15 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         source: &mut EventSource,
         timings: &mut JobTimings,
     ) -> Result<(Vec<EventRendition>, String), JobFailure> {
-        let preset = self
-            .catalog
-            .get(preset_name)
-            .cloned()
-            .ok_or_else(|| JobFailure::new(ErrorKind::UnknownPreset, format!("preset {preset_name:?} is not configured")))?;
+        let preset = self.catalog.get(preset_name).cloned().ok_or_else(|| {
+            JobFailure::new(ErrorKind::UnknownPreset, format!("preset {preset_name:?} is not configured"))
+        })?;
         let limits = self.catalog.limits;
         if let Some(size) = request.object.size.filter(|&s| s > limits.max_source_bytes) {
-            return Err(JobFailure::new(ErrorKind::TooLarge, format!("source is {size} bytes: over the limit of {} bytes", limits.max_source_bytes)));
+            return Err(JobFailure::new(
+                ErrorKind::TooLarge,
+                format!("source is {size} bytes: over the limit of {} bytes", limits.max_source_bytes),
+            ));
         }
 
         let t = Instant::now();
@@ -228,7 +227,8 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         };
         let options = RenderOptions { limits: self.catalog.limits, background: self.catalog.background };
         let span = tracing::Span::current();
-        let joined = tokio::task::spawn_blocking(move || span.in_scope(|| pipeline::render(&bytes, &preset, &options))).await;
+        let joined =
+            tokio::task::spawn_blocking(move || span.in_scope(|| pipeline::render(&bytes, &preset, &options))).await;
         match joined {
             Ok(Ok(rendered)) => Ok(rendered),
             Ok(Err(e)) => Err(JobFailure::new(e.kind(), e)),
@@ -255,8 +255,15 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         }
         let mut planned = Vec::new();
         for o in &rendered.outputs {
-            let parts = KeyParts { prefix, source_key: &source.key, preset: &preset.name, rendition: &o.name, ext: o.format.extension() };
-            let key = keys::rendition_key(&self.output.key_template, parts).map_err(|e| JobFailure::new(ErrorKind::InvalidMessage, e))?;
+            let parts = KeyParts {
+                prefix,
+                source_key: &source.key,
+                preset: &preset.name,
+                rendition: &o.name,
+                ext: o.format.extension(),
+            };
+            let key = keys::rendition_key(&self.output.key_template, parts)
+                .map_err(|e| JobFailure::new(ErrorKind::InvalidMessage, e))?;
             let options = PutOptions {
                 content_type: o.format.content_type().into(),
                 cache_control: self.output.cache_control.clone(),

@@ -105,13 +105,18 @@ mod tests {
 
     #[test]
     fn keys_cannot_escape_the_prefix() {
-        for hostile in ["../../etc/passwd.jpg", "/abs/path.jpg", "a/./b/../../../x.jpg", "ctl\u{0}\u{7}\n.jpg", "//", ""] {
+        for hostile in
+            ["../../etc/passwd.jpg", "/abs/path.jpg", "a/./b/../../../x.jpg", "ctl\u{0}\u{7}\n.jpg", "//", ""]
+        {
             let k = key(hostile);
             assert!(k.starts_with("renditions/"), "{hostile:?} -> {k:?}");
             assert!(!k.split('/').any(|s| s == ".." || s == "." || s.is_empty()), "{hostile:?} -> {k:?}");
             assert!(!k.chars().any(char::is_control), "{hostile:?} -> {k:?}");
         }
-        let custom = rendition_key("{key}-{rendition}.{ext}", KeyParts { prefix: "out/", source_key: "../a.jpg", preset: "p", rendition: "r", ext: "jpg" });
+        let custom = rendition_key(
+            "{key}-{rendition}.{ext}",
+            KeyParts { prefix: "out/", source_key: "../a.jpg", preset: "p", rendition: "r", ext: "jpg" },
+        );
         assert_eq!(custom.unwrap(), "out/_/a.jpg-r.jpg");
     }
 

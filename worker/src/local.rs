@@ -61,7 +61,8 @@ impl LocalQueue {
     fn take(&self, max: usize, visibility: Duration) -> Vec<ReceivedMessage> {
         let mut s = self.state.lock().expect("queue lock");
         let now = Instant::now();
-        let expired: Vec<String> = s.in_flight.iter().filter(|(_, (_, until))| *until <= now).map(|(r, _)| r.clone()).collect();
+        let expired: Vec<String> =
+            s.in_flight.iter().filter(|(_, (_, until))| *until <= now).map(|(r, _)| r.clone()).collect();
         for receipt in expired {
             if let Some((m, _)) = s.in_flight.remove(&receipt) {
                 s.ready.push_back(m);
@@ -87,7 +88,12 @@ impl LocalQueue {
 }
 
 impl Queue for LocalQueue {
-    async fn receive(&self, max: i32, wait: Duration, visibility: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive(
+        &self,
+        max: i32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.notify.notified();
@@ -96,7 +102,11 @@ impl Queue for LocalQueue {
                 return Ok(got);
             }
             // Re-check at least every 100 ms so expired visibility is noticed.
-            let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + Duration::from_millis(100)), notified).await;
+            let _ = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(100)),
+                notified,
+            )
+            .await;
         }
     }
 
@@ -165,10 +175,17 @@ fn etag(body: &[u8]) -> String {
 impl ObjectStore for DirStore {
     async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Fetched, StoreError> {
         let path = self.path(bucket, key);
-        let failed = |e: std::io::Error| StoreError::Failed { operation: "GetObject", bucket: bucket.into(), key: key.into(), message: e.to_string() };
+        let failed = |e: std::io::Error| StoreError::Failed {
+            operation: "GetObject",
+            bucket: bucket.into(),
+            key: key.into(),
+            message: e.to_string(),
+        };
         let size = match tokio::fs::metadata(&path).await {
             Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound { bucket: bucket.into(), key: key.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { bucket: bucket.into(), key: key.into() });
+            }
             Err(e) => return Err(failed(e)),
         };
         if size > max_bytes {
@@ -180,7 +197,12 @@ impl ObjectStore for DirStore {
 
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, _options: &PutOptions) -> Result<(), StoreError> {
         let path = self.path(bucket, key);
-        let failed = |e: std::io::Error| StoreError::Failed { operation: "PutObject", bucket: bucket.into(), key: key.into(), message: e.to_string() };
+        let failed = |e: std::io::Error| StoreError::Failed {
+            operation: "PutObject",
+            bucket: bucket.into(),
+            key: key.into(),
+            message: e.to_string(),
+        };
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(failed)?;
         }

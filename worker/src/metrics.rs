@@ -4,10 +4,11 @@
 //! Only the consumer and the job runner (the edges) record into these.
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Prefix of every metric name.
 pub const NAMESPACE: &str = "imgfleet";
@@ -79,47 +80,93 @@ impl Metrics {
         }
         let counter = |n: &str, h: &str| reg(r, IntCounter::with_opts(opts(n, h)).expect("valid metric"));
         let gauge = |n: &str, h: &str| reg(r, IntGauge::with_opts(opts(n, h)).expect("valid metric"));
-        let counter_vec = |n: &str, h: &str, l: &[&str]| reg(r, IntCounterVec::new(opts(n, h), l).expect("valid metric"));
+        let counter_vec =
+            |n: &str, h: &str, l: &[&str]| reg(r, IntCounterVec::new(opts(n, h), l).expect("valid metric"));
         Self {
-            jobs: counter_vec("jobs_total", "Jobs finished, by outcome (completed, failed, retried, ignored).", &["outcome"]),
+            jobs: counter_vec(
+                "jobs_total",
+                "Jobs finished, by outcome (completed, failed, retried, ignored).",
+                &["outcome"],
+            ),
             job_duration: reg(
                 r,
-                HistogramVec::new(hopts("job_duration_seconds", "Wall time of a job from receive to acknowledgement, by outcome.", SECONDS.to_vec()), &["outcome"])
-                    .expect("valid metric"),
+                HistogramVec::new(
+                    hopts(
+                        "job_duration_seconds",
+                        "Wall time of a job from receive to acknowledgement, by outcome.",
+                        SECONDS.to_vec(),
+                    ),
+                    &["outcome"],
+                )
+                .expect("valid metric"),
             ),
             stage_duration: reg(
                 r,
                 HistogramVec::new(
-                    hopts("stage_duration_seconds", "Time spent in each stage (fetch, sniff, decode, orient, resize, encode, store, publish).", SECONDS.to_vec()),
+                    hopts(
+                        "stage_duration_seconds",
+                        "Time spent in each stage (fetch, sniff, decode, orient, resize, encode, store, publish).",
+                        SECONDS.to_vec(),
+                    ),
                     &["stage"],
                 )
                 .expect("valid metric"),
             ),
             jobs_in_flight: gauge("jobs_in_flight", "Messages being worked on now."),
             messages_received: counter("messages_received_total", "Messages received from the queue."),
-            messages_deleted: counter("messages_deleted_total", "Messages deleted after their outcome was stored and published."),
-            messages_released: counter("messages_released_total", "Messages made visible again to be retried later (or on shutdown)."),
-            messages_poison: counter("messages_poison_total", "Messages the worker does not understand; left for the dead-letter queue."),
+            messages_deleted: counter(
+                "messages_deleted_total",
+                "Messages deleted after their outcome was stored and published.",
+            ),
+            messages_released: counter(
+                "messages_released_total",
+                "Messages made visible again to be retried later (or on shutdown).",
+            ),
+            messages_poison: counter(
+                "messages_poison_total",
+                "Messages the worker does not understand; left for the dead-letter queue.",
+            ),
             empty_receives: counter("empty_receives_total", "Long polls that returned no message."),
-            visibility_extensions: counter("visibility_extensions_total", "Visibility timeouts extended for messages whose job is still running."),
+            visibility_extensions: counter(
+                "visibility_extensions_total",
+                "Visibility timeouts extended for messages whose job is still running.",
+            ),
             message_age: reg(
                 r,
-                Histogram::with_opts(hopts("message_age_seconds", "Seconds from the message being sent (SQS SentTimestamp) to its acknowledgement.", vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]))
-                    .expect("valid metric"),
+                Histogram::with_opts(hopts(
+                    "message_age_seconds",
+                    "Seconds from the message being sent (SQS SentTimestamp) to its acknowledgement.",
+                    vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0],
+                ))
+                .expect("valid metric"),
             ),
             message_receive_count: reg(
                 r,
-                Histogram::with_opts(hopts("message_receive_count", "How many times each handled message had been delivered (ApproximateReceiveCount).", vec![1.0, 2.0, 3.0, 5.0, 10.0]))
-                    .expect("valid metric"),
+                Histogram::with_opts(hopts(
+                    "message_receive_count",
+                    "How many times each handled message had been delivered (ApproximateReceiveCount).",
+                    vec![1.0, 2.0, 3.0, 5.0, 10.0],
+                ))
+                .expect("valid metric"),
             ),
             source_bytes: counter("source_bytes_total", "Bytes of source images downloaded."),
             output_bytes: counter_vec("output_bytes_total", "Bytes of renditions stored, by format.", &["format"]),
-            aws_errors: counter_vec("aws_errors_total", "AWS errors, by service (s3, sqs) and operation.", &["service", "operation"]),
+            aws_errors: counter_vec(
+                "aws_errors_total",
+                "AWS errors, by service (s3, sqs) and operation.",
+                &["service", "operation"],
+            ),
             redis_errors: counter_vec("redis_errors_total", "Redis errors, by operation.", &["operation"]),
             ready: gauge("ready", "1 while the worker can reach its queue and is not draining."),
             draining: gauge("draining", "1 once shutdown has begun."),
-            queue_messages_visible: gauge("queue_messages_visible", "Messages visible in the work queue (sampled ApproximateNumberOfMessages)."),
-            dlq_messages_visible: gauge("dlq_messages_visible", "Messages visible in the dead-letter queue (sampled ApproximateNumberOfMessages)."),
+            queue_messages_visible: gauge(
+                "queue_messages_visible",
+                "Messages visible in the work queue (sampled ApproximateNumberOfMessages).",
+            ),
+            dlq_messages_visible: gauge(
+                "dlq_messages_visible",
+                "Messages visible in the dead-letter queue (sampled ApproximateNumberOfMessages).",
+            ),
             registry,
         }
     }
@@ -139,21 +186,22 @@ impl Metrics {
     /// Every metric family name registered, with the `imgfleet_` prefix.
     pub fn names(&self) -> Vec<String> {
         // Labelled families only appear once a child exists, so describe collectors instead of gathering.
-        let mut names: Vec<String> = self
-            .registry
-            .gather()
-            .iter()
-            .map(|f| f.name().to_owned())
-            .chain(self.described())
-            .collect();
+        let mut names: Vec<String> =
+            self.registry.gather().iter().map(|f| f.name().to_owned()).chain(self.described()).collect();
         names.sort();
         names.dedup();
         names
     }
 
     fn described(&self) -> Vec<String> {
-        let vecs: [&dyn prometheus::core::Collector; 6] =
-            [&self.jobs, &self.job_duration, &self.stage_duration, &self.output_bytes, &self.aws_errors, &self.redis_errors];
+        let vecs: [&dyn prometheus::core::Collector; 6] = [
+            &self.jobs,
+            &self.job_duration,
+            &self.stage_duration,
+            &self.output_bytes,
+            &self.aws_errors,
+            &self.redis_errors,
+        ];
         vecs.iter().flat_map(|c| c.desc()).map(|d| d.fq_name.clone()).collect()
     }
 
@@ -201,7 +249,7 @@ pub async fn serve(
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::http::{header, StatusCode};
+    use axum::http::{StatusCode, header};
     use axum::routing::get;
     let m = metrics.clone();
     let app = axum::Router::new()
@@ -218,7 +266,11 @@ pub async fn serve(
             get(move || {
                 let h = health.clone();
                 async move {
-                    if h.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+                    if h.is_ready() {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
                 }
             }),
         );
@@ -233,7 +285,12 @@ mod tests {
     fn every_metric_is_named_and_documented() {
         let m = Metrics::new();
         let names = m.names();
-        for expected in ["imgfleet_jobs_total", "imgfleet_stage_duration_seconds", "imgfleet_ready", "imgfleet_dlq_messages_visible"] {
+        for expected in [
+            "imgfleet_jobs_total",
+            "imgfleet_stage_duration_seconds",
+            "imgfleet_ready",
+            "imgfleet_dlq_messages_visible",
+        ] {
             assert!(names.contains(&expected.to_owned()), "{expected} missing from {names:?}");
         }
         assert_eq!(names.len(), 20, "{names:?}");

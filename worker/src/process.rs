@@ -177,13 +177,18 @@ pub fn process_one(input: &Path, out_dir: Option<&Path>, request: &ProcessReques
     let bytes = match read_capped(input, request.options.limits.max_source_bytes) {
         Ok(b) => b,
         Err(ReadError::TooLarge(n)) => {
-            return rejected(ErrorKind::TooLarge, format!("{n} bytes: over the limit of {} bytes", request.options.limits.max_source_bytes));
+            return rejected(
+                ErrorKind::TooLarge,
+                format!("{n} bytes: over the limit of {} bytes", request.options.limits.max_source_bytes),
+            );
         }
         Err(ReadError::Io(e)) => return rejected(ErrorKind::NotFound, format!("cannot read {}: {e}", input.display())),
     };
     match pipeline::render(&bytes, &request.preset, &request.options) {
         Ok(rendered) => match out_dir.map(|d| write_outputs(d, &rendered)).transpose() {
-            Ok(_) => InputReport { input: input.to_owned(), status: Status::Ok, result: Some(rendered.result), error: None },
+            Ok(_) => {
+                InputReport { input: input.to_owned(), status: Status::Ok, result: Some(rendered.result), error: None }
+            }
             Err(e) => rejected(ErrorKind::Storage, format!("cannot write renditions: {e}")),
         },
         Err(e) => rejected(e.kind(), e.to_string()),

@@ -30,7 +30,10 @@ pub async fn run(agent_uri: String, metrics: Metrics, stop: CancellationToken) {
             if renew && set(&agent_uri, true, &metrics).await {
                 protected_until = Some(now + Duration::from_secs(EXPIRES_MINUTES * 60));
             }
-        } else if protected_until.is_some() && now.duration_since(idle_since) >= IDLE_RELEASE && set(&agent_uri, false, &metrics).await {
+        } else if protected_until.is_some()
+            && now.duration_since(idle_since) >= IDLE_RELEASE
+            && set(&agent_uri, false, &metrics).await
+        {
             protected_until = None;
         }
     }
@@ -61,7 +64,12 @@ async fn set(agent_uri: &str, enabled: bool, metrics: &Metrics) -> bool {
 
 /// A minimal HTTP/1.1 PUT to the agent (plain HTTP on the task's link-local address); returns the status.
 async fn put(base: &str, path: &str, body: &str) -> std::io::Result<u16> {
-    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("ECS_AGENT_URI {base:?} is not http://host[:port]/path"));
+    let invalid = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("ECS_AGENT_URI {base:?} is not http://host[:port]/path"),
+        )
+    };
     let rest = base.strip_prefix("http://").ok_or_else(invalid)?;
     let (authority, base_path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
     let host_port = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:80") };

@@ -29,10 +29,18 @@ pub struct QueueError {
 /// What the consumer needs from a queue.
 pub trait Queue: Send + Sync + 'static {
     /// Long-polls for up to `max` (1–10) messages, hiding them for `visibility`.
-    fn receive(&self, max: i32, wait: Duration, visibility: Duration) -> impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send;
+    fn receive(
+        &self,
+        max: i32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send;
 
     /// Deletes a batch of up to 10 messages; returns the ids of entries that failed, with the reason.
-    fn delete_batch(&self, entries: Vec<(String, String)>) -> impl Future<Output = Result<Vec<(String, String)>, QueueError>> + Send;
+    fn delete_batch(
+        &self,
+        entries: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, QueueError>> + Send;
 
     /// Sets how long until the message is visible again (0: at once).
     fn set_visibility(&self, receipt: &str, seconds: u32) -> impl Future<Output = Result<(), QueueError>> + Send;
@@ -54,12 +62,19 @@ impl SqsQueue {
     }
 }
 
-fn sqs_error<E: std::error::Error + Send + Sync + 'static>(operation: &'static str) -> impl Fn(aws_sdk_sqs::error::SdkError<E>) -> QueueError {
+fn sqs_error<E: std::error::Error + Send + Sync + 'static>(
+    operation: &'static str,
+) -> impl Fn(aws_sdk_sqs::error::SdkError<E>) -> QueueError {
     move |e| QueueError { operation, message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string() }
 }
 
 impl Queue for SqsQueue {
-    async fn receive(&self, max: i32, wait: Duration, visibility: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive(
+        &self,
+        max: i32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let out = self
             .client
             .receive_message()
@@ -140,11 +155,19 @@ impl Queue for SqsQueue {
 }
 
 impl<T: Queue> Queue for std::sync::Arc<T> {
-    fn receive(&self, max: i32, wait: Duration, visibility: Duration) -> impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send {
+    fn receive(
+        &self,
+        max: i32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send {
         (**self).receive(max, wait, visibility)
     }
 
-    fn delete_batch(&self, entries: Vec<(String, String)>) -> impl Future<Output = Result<Vec<(String, String)>, QueueError>> + Send {
+    fn delete_batch(
+        &self,
+        entries: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, QueueError>> + Send {
         (**self).delete_batch(entries)
     }
 

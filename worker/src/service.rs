@@ -7,8 +7,8 @@ use crate::job::{JobContext, OutputSettings};
 use crate::metrics::{self, Health, Metrics};
 use crate::queue::{Queue, SqsQueue};
 use crate::storage::{ObjectStore, S3Store};
-use imgfleet_shared::config::Config;
 use imgfleet_shared::PresetCatalog;
+use imgfleet_shared::config::Config;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +55,8 @@ impl RunningWorker {
 /// Reads the preset file named by the configuration, or the built-in preset.
 pub fn load_presets(config: &Config) -> Result<PresetCatalog, StartError> {
     let Some(path) = &config.presets else { return Ok(PresetCatalog::default()) };
-    let text = std::fs::read_to_string(path).map_err(|e| StartError::Presets(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartError::Presets(format!("cannot read {}: {e}", path.display())))?;
     PresetCatalog::from_toml(&text).map_err(|e| StartError::Presets(format!("{}: {e}", path.display())))
 }
 
@@ -104,7 +105,11 @@ pub async fn start(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Runni
 }
 
 /// [`start`] with explicit consumer settings (retry pacing, visibility…).
-pub async fn start_paced(config: &Config, sdk: &aws_config::SdkConfig, settings: ConsumerSettings) -> Result<RunningWorker, StartError> {
+pub async fn start_paced(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+    settings: ConsumerSettings,
+) -> Result<RunningWorker, StartError> {
     start_with_store(config, sdk, settings, S3Store::new(s3_client(sdk))).await
 }
 
@@ -137,7 +142,8 @@ pub async fn start_with<Q: Queue, S: ObjectStore, E: EventSink>(
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
         .map_err(|source| StartError::Metrics { addr: config.metrics_addr, source })?;
-    let metrics_addr = listener.local_addr().map_err(|source| StartError::Metrics { addr: config.metrics_addr, source })?;
+    let metrics_addr =
+        listener.local_addr().map_err(|source| StartError::Metrics { addr: config.metrics_addr, source })?;
     let shutdown = CancellationToken::new();
     let stopping = CancellationToken::new();
     let jobs = Arc::new(JobContext {
@@ -188,7 +194,7 @@ pub async fn start_with<Q: Queue, S: ObjectStore, E: EventSink>(
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         let _ = tokio::signal::ctrl_c().await;
         return;

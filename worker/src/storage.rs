@@ -52,7 +52,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> impl Future<Output = Result<Fetched, StoreError>> + Send;
 
     /// Writes an object, replacing any with the same key.
-    fn put(&self, bucket: &str, key: &str, body: Vec<u8>, options: &PutOptions) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        options: &PutOptions,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// S3 through the AWS SDK.
@@ -69,7 +75,12 @@ impl S3Store {
 
 impl ObjectStore for S3Store {
     async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Fetched, StoreError> {
-        let failed = |operation, message: String| StoreError::Failed { operation, bucket: bucket.into(), key: key.into(), message };
+        let failed = |operation, message: String| StoreError::Failed {
+            operation,
+            bucket: bucket.into(),
+            key: key.into(),
+            message,
+        };
         let too_large = |size| StoreError::TooLarge { bucket: bucket.into(), key: key.into(), size, limit: max_bytes };
         let out = match self.client.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => out,
@@ -108,7 +119,9 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body));
         request = match &options.sse {
             Some(Sse::Aes256) => request.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms { key_id }) => request.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone()),
+            Some(Sse::Kms { key_id }) => {
+                request.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone())
+            }
             None => request,
         };
         request.send().await.map_err(|e| StoreError::Failed {

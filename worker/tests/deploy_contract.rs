@@ -60,7 +60,11 @@ fn every_metric_used_in_deploy_exists() {
             if ["imgfleet_worker", "imgfleet_shared", "imgfleet_tests"].contains(&token) {
                 continue;
             }
-            assert!(names.iter().any(|n| n == base), "{} uses {token}, which the worker does not export ({names:?})", path.display());
+            assert!(
+                names.iter().any(|n| n == base),
+                "{} uses {token}, which the worker does not export ({names:?})",
+                path.display()
+            );
             checked += 1;
         }
     }
@@ -69,7 +73,9 @@ fn every_metric_used_in_deploy_exists() {
 
 #[test]
 fn every_env_var_in_the_task_definitions_is_read_by_the_worker() {
-    let ecs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/ecs/task-definition.json")).unwrap()).unwrap();
+    let ecs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/ecs/task-definition.json")).unwrap())
+            .unwrap();
     let ecs_names: Vec<String> = ecs["containerDefinitions"]
         .as_array()
         .unwrap()

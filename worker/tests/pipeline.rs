@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Preset};
 use imgfleet_worker::pipeline::pixels::Pixels;
-use imgfleet_worker::pipeline::{self, render, resize, RenderOptions, Rendered};
+use imgfleet_worker::pipeline::{self, RenderOptions, Rendered, render, resize};
 use jpeg_encoder::ColorType;
 
 fn run(bytes: &[u8]) -> Rendered {
@@ -21,7 +21,10 @@ fn check_outputs(r: &Rendered) {
     assert_eq!(r.outputs.len(), 6);
     assert_eq!(r.result.renditions.len(), 6);
     for (o, info) in r.outputs.iter().zip(&r.result.renditions) {
-        assert_eq!((o.name.as_str(), o.format, o.width, o.height), (info.name.as_str(), info.format, info.width, info.height));
+        assert_eq!(
+            (o.name.as_str(), o.format, o.width, o.height),
+            (info.name.as_str(), info.format, info.width, info.height)
+        );
         assert_eq!(info.bytes, o.data.len() as u64);
         assert_eq!(info.content_type, o.format.content_type());
         let (w, h) = match o.format {
@@ -123,7 +126,10 @@ fn all_eight_exif_orientations_come_out_upright() {
         let thumb = r.outputs.iter().find(|o| o.name == "thumb" && o.format == ImageFormat::Webp).unwrap();
         let (tw, _, c, tpx) = decode_webp(&thumb.data);
         let i = ((10 * tw + 10) * u32::from(c)) as usize;
-        assert!(tpx[i..i + 3].iter().zip(&QUADRANTS[0]).all(|(&a, &b)| a.abs_diff(b) < 40), "orientation {orientation} thumb");
+        assert!(
+            tpx[i..i + 3].iter().zip(&QUADRANTS[0]).all(|(&a, &b)| a.abs_diff(b) < 40),
+            "orientation {orientation} thumb"
+        );
     }
 }
 
@@ -142,10 +148,10 @@ fn near(a: [u8; 3], b: [u8; 3], tol: u8) -> bool {
 fn cmyk_and_ycck_jpegs_have_correct_colours() {
     // Ink values (0 = no ink), as a press file holds them; the encoder writes Adobe-inverted data.
     let inks: [([u8; 4], [u8; 3]); 4] = [
-        ([255, 0, 0, 0], [0, 255, 255]),     // cyan
-        ([0, 255, 255, 0], [255, 0, 0]),     // red
-        ([0, 0, 0, 255], [0, 0, 0]),         // black
-        ([0, 0, 0, 0], [255, 255, 255]),     // paper
+        ([255, 0, 0, 0], [0, 255, 255]), // cyan
+        ([0, 255, 255, 0], [255, 0, 0]), // red
+        ([0, 0, 0, 255], [0, 0, 0]),     // black
+        ([0, 0, 0, 0], [255, 255, 255]), // paper
     ];
     for color in [ColorType::Cmyk, ColorType::CmykAsYcck] {
         for (ink, rgb) in inks {
@@ -232,7 +238,13 @@ fn outputs_carry_no_metadata_from_the_input() {
     check_outputs(&r);
     for o in &r.outputs {
         for needle in [&b"SECRET"[..], b"GPS", b"Exif", b"xmpmeta", b"http://ns.adobe.com"] {
-            assert!(!o.data.windows(needle.len()).any(|w| w == needle), "{} {:?} carries {:?}", o.name, o.format, String::from_utf8_lossy(needle));
+            assert!(
+                !o.data.windows(needle.len()).any(|w| w == needle),
+                "{} {:?} carries {:?}",
+                o.name,
+                o.format,
+                String::from_utf8_lossy(needle)
+            );
         }
         match o.format {
             ImageFormat::Jpeg => {
@@ -263,7 +275,11 @@ fn bad_input_is_a_typed_rejection() {
         ("jpeg claiming 60000x60000", patch_sof(&good_jpeg, 60000, 60000), ErrorKind::TooLarge),
         ("jpeg claiming 9000x9000", patch_sof(&good_jpeg, 9000, 9000), ErrorKind::TooLarge),
         ("png claiming 60000x60000", png_header_only(60000, 60000), ErrorKind::TooLarge),
-        ("svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec(), ErrorKind::Unsupported),
+        (
+            "svg",
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".to_vec(),
+            ErrorKind::Unsupported,
+        ),
         ("gif", b"GIF89a\x01\x00\x01\x00\x80\x00\x00".to_vec(), ErrorKind::Unsupported),
         ("pdf", b"%PDF-1.4\n%\xe2\xe3".to_vec(), ErrorKind::Unsupported),
         ("webp header only", b"RIFF\x10\0\0\0WEBPVP8 \x04\0\0\0\0\0\0\0".to_vec(), ErrorKind::Corrupt),
@@ -286,16 +302,20 @@ fn limits_are_checked_from_the_header() {
     let err = render(&bytes, &Preset::default_profile(), &tight).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge);
     assert!(err.to_string().contains("800x600"), "{err}");
-    let small = RenderOptions { limits: imgfleet_shared::Limits { max_source_bytes: 100, ..Default::default() }, ..Default::default() };
+    let small = RenderOptions {
+        limits: imgfleet_shared::Limits { max_source_bytes: 100, ..Default::default() },
+        ..Default::default()
+    };
     assert_eq!(render(&bytes, &Preset::default_profile(), &small).unwrap_err().kind(), ErrorKind::TooLarge);
 }
 
 #[test]
 fn name_never_decides_the_format() {
-    use imgfleet_worker::process::{process_one, ProcessRequest, Status};
+    use imgfleet_worker::process::{ProcessRequest, Status, process_one};
     let dir = tempfile::tempdir().unwrap();
     let png_as_jpg = dir.path().join("photo.jpg");
-    std::fs::write(&png_as_jpg, png_of(&photo_rgb(64, 64), 64, 64, png::ColorType::Rgb, png::BitDepth::Eight, None)).unwrap();
+    std::fs::write(&png_as_jpg, png_of(&photo_rgb(64, 64), 64, 64, png::ColorType::Rgb, png::BitDepth::Eight, None))
+        .unwrap();
     let svg_as_jpg = dir.path().join("evil.jpg");
     std::fs::write(&svg_as_jpg, b"<?xml version=\"1.0\"?><svg onload=\"alert(1)\"/>").unwrap();
     let request = ProcessRequest {
@@ -354,7 +374,11 @@ fn custom_presets_are_honoured() {
     let got: Vec<_> = r.outputs.iter().map(|o| (o.name.as_str(), o.format, o.width, o.height)).collect();
     assert_eq!(
         got,
-        [("wide", ImageFormat::Webp, 600, 200), ("mini", ImageFormat::Jpeg, 50, 40), ("mini", ImageFormat::Webp, 50, 40)]
+        [
+            ("wide", ImageFormat::Webp, 600, 200),
+            ("mini", ImageFormat::Jpeg, 50, 40),
+            ("mini", ImageFormat::Webp, 50, 40)
+        ]
     );
     assert_eq!(Fit::Cover, catalog.default_preset().renditions[0].fit);
 }
@@ -387,11 +411,12 @@ fn wide_gamut_profiles_are_converted_to_srgb() {
 
 #[test]
 fn ycbcr_planes_path_matches_a_full_rgb_decode() {
-    use imgfleet_worker::pipeline::decode::{decode, Raster};
+    use imgfleet_worker::pipeline::decode::{Raster, decode};
     use jpeg_encoder::SamplingFactor;
     let (w, h) = (333u32, 217u32);
     let rgb = photo_rgb(w, h);
-    for sampling in [SamplingFactor::R_4_4_4, SamplingFactor::R_4_2_2, SamplingFactor::R_4_2_0, SamplingFactor::R_4_4_0] {
+    for sampling in [SamplingFactor::R_4_4_4, SamplingFactor::R_4_2_2, SamplingFactor::R_4_2_0, SamplingFactor::R_4_4_0]
+    {
         let mut bytes = Vec::new();
         let mut e = jpeg_encoder::Encoder::new(&mut bytes, 95);
         e.set_sampling_factor(sampling);

@@ -9,7 +9,7 @@
 //! source with a wide-gamut profile is resized in its own space and each small rendition is
 //! converted afterwards ([`Converter`]), which costs a fraction of converting the full image.
 
-use super::decode::{icc_colour_space, ColourModel, Decoded, Raster};
+use super::decode::{ColourModel, Decoded, Raster, icc_colour_space};
 use super::pixels::Pixels;
 use moxcms::{ColorProfile, Layout, Transform8BitExecutor, TransformOptions};
 use std::sync::Arc;

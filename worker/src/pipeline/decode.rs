@@ -121,7 +121,8 @@ pub fn check_limits(format: ImageFormat, width: u64, height: u64, limits: &Limit
 }
 
 fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
-    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
+    let corrupt =
+        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
     // zune's own side limit stays wide so that our check below reports "too large" rather than "corrupt".
     let options = DecoderOptions::default()
         .set_max_width(usize::from(u16::MAX))
@@ -129,7 +130,9 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
         .set_strict_mode(true);
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     decoder.decode_headers().map_err(corrupt)?;
-    let info = decoder.info().ok_or_else(|| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "no frame header".into() })?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "no frame header".into() })?;
     let (width, height) = (u32::from(info.width), u32::from(info.height));
     check_limits(ImageFormat::Jpeg, width.into(), height.into(), limits)?;
 
@@ -137,10 +140,10 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let orientation = decoder.exif().map_or(1, |e| exif_orientation(e));
     let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
     let cmyk_profile = icc.as_deref().is_some_and(|p| icc_colour_space(p) == Some(*b"CMYK"));
-    if input == ColorSpace::YCbCr {
-        if let Some(planes) = ycc_planes(&mut decoder, width, height)? {
-            return Ok(Decoded { raster: Raster::Ycc(planes), model: ColourModel::Rgb, icc, orientation });
-        }
+    if input == ColorSpace::YCbCr
+        && let Some(planes) = ycc_planes(&mut decoder, width, height)?
+    {
+        return Ok(Decoded { raster: Raster::Ycc(planes), model: ColourModel::Rgb, icc, orientation });
     }
     let (out, model) = match input {
         ColorSpace::CMYK if cmyk_profile => (ColorSpace::CMYK, ColourModel::Cmyk),
@@ -151,21 +154,29 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let data = decoder.decode().map_err(corrupt)?;
     let channels = out.num_components() as u8;
     // A CMYK/YCCK image without a usable CMYK profile was converted by zune's naive formula: its ICC no longer applies.
-    let icc = if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) && model != ColourModel::Cmyk { None } else { icc };
+    let icc =
+        if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) && model != ColourModel::Cmyk { None } else { icc };
     Ok(Decoded { raster: Pixels::new(width, height, channels, data).into(), model, icc, orientation })
 }
 
 /// Decodes a 3-component YCbCr JPEG whose luma is at full resolution into its raw planes; `None`
 /// for layouts this does not cover (the caller then decodes to RGB).
-fn ycc_planes(decoder: &mut JpegDecoder<ZCursor<&[u8]>>, width: u32, height: u32) -> Result<Option<YccPlanes>, DecodeError> {
-    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
+fn ycc_planes(
+    decoder: &mut JpegDecoder<ZCursor<&[u8]>>,
+    width: u32,
+    height: u32,
+) -> Result<Option<YccPlanes>, DecodeError> {
+    let corrupt =
+        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
     let mut raw = decoder.raw_output();
     let (Some(layout), Some(3)) = (raw.layout(), raw.num_components()) else { return Ok(None) };
     let (y, c1, c2) = (&layout[0], &layout[1], &layout[2]);
     let luma_full = y.width == width as usize && y.height == height as usize;
-    let chroma_alike = (c1.horizontal_sampling_factor, c1.vertical_sampling_factor) == (c2.horizontal_sampling_factor, c2.vertical_sampling_factor)
+    let chroma_alike = (c1.horizontal_sampling_factor, c1.vertical_sampling_factor)
+        == (c2.horizontal_sampling_factor, c2.vertical_sampling_factor)
         && (c1.width, c1.height) == (c2.width, c2.height);
-    let luma_max = y.horizontal_sampling_factor >= c1.horizontal_sampling_factor && y.vertical_sampling_factor >= c1.vertical_sampling_factor;
+    let luma_max = y.horizontal_sampling_factor >= c1.horizontal_sampling_factor
+        && y.vertical_sampling_factor >= c1.vertical_sampling_factor;
     if !(luma_full && chroma_alike && luma_max) {
         return Ok(None);
     }
@@ -176,7 +187,9 @@ fn ycc_planes(decoder: &mut JpegDecoder<ZCursor<&[u8]>>, width: u32, height: u32
         raw.decode_into_planes_strided(&mut planes, &strides).map_err(corrupt)?;
     }
     let mut it = buffers.into_iter();
-    let mut plane = |info: &zune_jpeg::PlaneInfo| Pixels::new(info.width as u32, info.height as u32, 1, it.next().unwrap_or_default());
+    let mut plane = |info: &zune_jpeg::PlaneInfo| {
+        Pixels::new(info.width as u32, info.height as u32, 1, it.next().unwrap_or_default())
+    };
     let (yp, cb, cr) = (plane(y), plane(c1), plane(c2));
     let chroma_scale = (
         c1.horizontal_sampling_factor as f64 / y.horizontal_sampling_factor as f64,
@@ -193,7 +206,9 @@ pub fn icc_colour_space(profile: &[u8]) -> Option<[u8; 4]> {
 fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let format = ImageFormat::Png;
     let corrupt = |e: png::DecodingError| match e {
-        png::DecodingError::LimitsExceeded => DecodeError::TooLarge { format, width: 0, height: 0, limit: "decoder memory limit".into() },
+        png::DecodingError::LimitsExceeded => {
+            DecodeError::TooLarge { format, width: 0, height: 0, limit: "decoder memory limit".into() }
+        }
         other => DecodeError::Corrupt { format, message: other.to_string() },
     };
     // IHDR is always the first chunk: check its size before the decoder reads any further.
@@ -213,7 +228,9 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
         (info.width, info.height, info.icc_profile.as_ref().map(|p| p.to_vec()), orientation)
     };
     check_limits(format, width.into(), height.into(), limits)?;
-    let size = reader.output_buffer_size().ok_or_else(|| DecodeError::Corrupt { format, message: "image too large for memory".into() })?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| DecodeError::Corrupt { format, message: "image too large for memory".into() })?;
     let mut buf = vec![0; size];
     let frame = reader.next_frame(&mut buf).map_err(corrupt)?;
     buf.truncate(frame.buffer_size());

@@ -31,7 +31,8 @@ pub fn encode(pixels: &Pixels, spec: &OutputSpec, background: [u8; 3]) -> Result
 
 fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
     let err = |e: &dyn std::fmt::Display| EncodeError::Jpeg(e.to_string());
-    let (w, h) = (u16::try_from(pixels.width).map_err(|e| err(&e))?, u16::try_from(pixels.height).map_err(|e| err(&e))?);
+    let (w, h) =
+        (u16::try_from(pixels.width).map_err(|e| err(&e))?, u16::try_from(pixels.height).map_err(|e| err(&e))?);
     let rgb = pixels.flatten(background);
     let mut out = Vec::with_capacity(rgb.len() / 8);
     let mut encoder = Encoder::new(&mut out, quality.clamp(1, 100));
@@ -44,7 +45,13 @@ fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<
 fn encode_webp(pixels: &Pixels, quality: u8, effort: u8) -> Result<Vec<u8>, EncodeError> {
     let encoder = match pixels.channels {
         4 if !pixels.is_opaque() => webp::Encoder::from_rgba(&pixels.data, pixels.width, pixels.height),
-        4 => return encode_webp(&Pixels::new(pixels.width, pixels.height, 3, pixels.flatten([0, 0, 0]).into_owned()), quality, effort),
+        4 => {
+            return encode_webp(
+                &Pixels::new(pixels.width, pixels.height, 3, pixels.flatten([0, 0, 0]).into_owned()),
+                quality,
+                effort,
+            );
+        }
         _ => webp::Encoder::from_rgb(&pixels.data, pixels.width, pixels.height),
     };
     let mut config = webp::WebPConfig::new().map_err(|()| EncodeError::Webp("libwebp config".into()))?;

@@ -95,14 +95,16 @@ impl RenderError {
 /// largest rendition, bounded by `options.limits`.
 pub fn render(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Result<Rendered, RenderError> {
     // Decoders are fuzzed upstream, but a panic on hostile input must still become a typed error.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_inner(bytes, preset, options))).unwrap_or_else(|p| {
-        let message = p
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into());
-        Err(RenderError::Panic(message))
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_inner(bytes, preset, options))).unwrap_or_else(
+        |p| {
+            let message = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(RenderError::Panic(message))
+        },
+    )
 }
 
 fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Result<Rendered, RenderError> {
@@ -126,14 +128,21 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
 
     let made = resize_all(&source, preset, orientation)?;
     let thumb = match made.frames.last() {
-        Some(f) => resize::resize(&f.pixels, &transposed_plan(f.pixels.width, f.pixels.height, 100, 100, Fit::Inside, orientation))?,
-        None => resize::resize_raster(&source, &transposed_plan(source.width(), source.height(), 100, 100, Fit::Inside, orientation))?,
+        Some(f) => resize::resize(
+            &f.pixels,
+            &transposed_plan(f.pixels.width, f.pixels.height, 100, 100, Fit::Inside, orientation),
+        )?,
+        None => resize::resize_raster(
+            &source,
+            &transposed_plan(source.width(), source.height(), 100, 100, Fit::Inside, orientation),
+        )?,
     };
     drop(source);
     timings.resize_ms = clock.lap();
 
     // Turned upright and, for wide-gamut RGB sources, converted to sRGB now that they are small.
-    let upright: Vec<Pixels> = made.renditions.into_iter().map(|p| converter.apply(orient::apply(p, orientation))).collect();
+    let upright: Vec<Pixels> =
+        made.renditions.into_iter().map(|p| converter.apply(orient::apply(p, orientation))).collect();
     let thumb = converter.apply(orient::apply(thumb, orientation));
     timings.orient_ms = clock.lap();
 
@@ -141,7 +150,13 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     for (spec, pixels) in preset.renditions.iter().zip(&upright) {
         for out in &spec.formats {
             let data = encode::encode(pixels, out, options.background)?;
-            outputs.push(Output { name: spec.name.clone(), format: out.format, width: pixels.width, height: pixels.height, data });
+            outputs.push(Output {
+                name: spec.name.clone(),
+                format: out.format,
+                width: pixels.width,
+                height: pixels.height,
+                data,
+            });
         }
     }
     let placeholder = placeholder(&thumb);
@@ -186,8 +201,11 @@ pub fn transposed_plan(src_w: u32, src_h: u32, w: u32, h: u32, fit: Fit, orienta
 /// smaller ones from larger full-frame ones where [`CASCADE_MIN_RATIO`] allows.
 pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<Made, ResizeError> {
     let (src_w, src_h) = (source.width(), source.height());
-    let plans: Vec<Plan> =
-        preset.renditions.iter().map(|r| transposed_plan(src_w, src_h, r.width, r.height, r.fit, orientation)).collect();
+    let plans: Vec<Plan> = preset
+        .renditions
+        .iter()
+        .map(|r| transposed_plan(src_w, src_h, r.width, r.height, r.fit, orientation))
+        .collect();
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
 
@@ -195,10 +213,11 @@ pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<M
     let mut out: Vec<Option<Pixels>> = vec![None; plans.len()];
     for i in order {
         let plan = plans[i];
-        let pixels = match frames.iter().rev().find_map(|f| cascade_plan(src_w, src_h, &f.pixels, &plan).map(|p| (f, p))) {
-            Some((frame, p)) => resize::resize(&frame.pixels, &p)?,
-            None => resize::resize_raster(source, &plan)?,
-        };
+        let pixels =
+            match frames.iter().rev().find_map(|f| cascade_plan(src_w, src_h, &f.pixels, &plan).map(|p| (f, p))) {
+                Some((frame, p)) => resize::resize(&frame.pixels, &p)?,
+                None => resize::resize_raster(source, &plan)?,
+            };
         let full_frame = plan.crop == (0.0, 0.0, f64::from(src_w), f64::from(src_h));
         if full_frame && (pixels.width < src_w || pixels.height < src_h) {
             frames.push(Frame { pixels: pixels.clone() });
@@ -214,7 +233,8 @@ fn cascade_plan(src_w: u32, src_h: u32, frame: &Pixels, plan: &Plan) -> Option<P
     let sy = f64::from(frame.height) / f64::from(src_h);
     let (l, t, w, h) = plan.crop;
     let crop = (l * sx, t * sy, w * sx, h * sy);
-    let enough = crop.2 >= CASCADE_MIN_RATIO * f64::from(plan.width) && crop.3 >= CASCADE_MIN_RATIO * f64::from(plan.height);
+    let enough =
+        crop.2 >= CASCADE_MIN_RATIO * f64::from(plan.width) && crop.3 >= CASCADE_MIN_RATIO * f64::from(plan.height);
     enough.then_some(Plan { crop, ..*plan })
 }
 

@@ -77,8 +77,8 @@ mod tests {
 
     fn tiff(big_endian: bool, orientation: u16) -> Vec<u8> {
         let mut t = Vec::new();
-        let (p16, p32): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) =
-            if big_endian { (u16::to_be_bytes, u32::to_be_bytes) } else { (u16::to_le_bytes, u32::to_le_bytes) };
+        let p16 = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+        let p32 = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
         t.extend_from_slice(if big_endian { b"MM" } else { b"II" });
         t.extend_from_slice(&p16(42));
         t.extend_from_slice(&p32(8));

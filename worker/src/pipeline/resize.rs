@@ -71,9 +71,7 @@ pub fn resize(src: &Pixels, plan: &Plan) -> Result<Pixels, ResizeError> {
     let view = ImageRef::new(src.width, src.height, &src.data, pixel_type).map_err(|e| err(&e))?;
     let mut dst = Image::new(plan.width, plan.height, pixel_type);
     let (left, top, w, h) = plan.crop;
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-        .crop(left, top, w, h);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)).crop(left, top, w, h);
     RESIZER.with_borrow_mut(|r| r.resize(&view, &mut dst, &options)).map_err(|e| err(&e))?;
     Ok(Pixels::new(plan.width, plan.height, src.channels, dst.into_vec()))
 }
@@ -92,7 +90,15 @@ fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<Pixels, ResizeError> {
     let y = resize(&src.y, plan)?;
     let (sx, sy) = src.chroma_scale;
     let (l, t, w, h) = plan.crop;
-    let chroma_plan = Plan { crop: (l * sx, t * sy, (w * sx).min(f64::from(src.cb.width) - l * sx), (h * sy).min(f64::from(src.cb.height) - t * sy)), ..*plan };
+    let chroma_plan = Plan {
+        crop: (
+            l * sx,
+            t * sy,
+            (w * sx).min(f64::from(src.cb.width) - l * sx),
+            (h * sy).min(f64::from(src.cb.height) - t * sy),
+        ),
+        ..*plan
+    };
     let cb = resize(&src.cb, &chroma_plan)?;
     let cr = resize(&src.cr, &chroma_plan)?;
     Ok(ycc_to_rgb(&y, &cb, &cr))
@@ -118,7 +124,10 @@ mod tests {
 
     #[test]
     fn inside_keeps_aspect_and_never_upscales() {
-        assert_eq!((plan(4000, 3000, 800, 800, Fit::Inside).width, plan(4000, 3000, 800, 800, Fit::Inside).height), (800, 600));
+        assert_eq!(
+            (plan(4000, 3000, 800, 800, Fit::Inside).width, plan(4000, 3000, 800, 800, Fit::Inside).height),
+            (800, 600)
+        );
         let p = plan(3000, 4000, 800, 800, Fit::Inside);
         assert_eq!((p.width, p.height), (600, 800));
         let p = plan(100, 50, 800, 800, Fit::Inside);

@@ -102,7 +102,14 @@ pub fn with_exif(jpeg: &[u8], orientation: u16, gps: bool) -> Vec<u8> {
 }
 
 /// Encodes a PNG.
-pub fn png_of(data: &[u8], w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, palette: Option<(&[u8], &[u8])>) -> Vec<u8> {
+pub fn png_of(
+    data: &[u8],
+    w: u32,
+    h: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    palette: Option<(&[u8], &[u8])>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut e = png::Encoder::new(&mut out, w, h);
