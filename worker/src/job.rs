@@ -6,7 +6,7 @@
 use crate::events::EventSink;
 use crate::keys::{self, KeyParts};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, RenderOptions, Rendered};
+use crate::pipeline::{self, Output, RenderOptions, Rendered};
 use crate::storage::{Fetched, ObjectStore, PutOptions, StoreError};
 use imgfleet_shared::config::Sse;
 use imgfleet_shared::envelope::Request;
@@ -200,8 +200,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         source.etag = etag.or(source.etag.take());
         source.version_id = version_id.or(source.version_id.take());
 
-        let rendered = self.render(bytes, preset.clone()).await?;
-        let r = &rendered.result;
+        let Rendered { result: r, outputs } = self.render(bytes, preset.clone()).await?;
         timings.pipeline = r.timings;
         for (stage, ms) in r.timings.stages() {
             self.metrics.stage(stage, ms / 1000.0);
@@ -211,10 +210,10 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         source.height = Some(r.source.height);
 
         let t = Instant::now();
-        let stored = self.store_all(request, &preset, source, &rendered).await;
+        let stored = self.store_all(request, &preset, source, outputs).await;
         timings.store_ms = t.elapsed().as_secs_f64() * 1000.0;
         self.metrics.stage("store", t.elapsed().as_secs_f64());
-        Ok((stored?, rendered.result.placeholder.clone()))
+        Ok((stored?, r.placeholder))
     }
 
     /// Renders on a blocking thread once a CPU slot is free.
@@ -241,7 +240,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         request: &Request,
         preset: &imgfleet_shared::Preset,
         source: &EventSource,
-        rendered: &Rendered,
+        outputs: Vec<Output>,
     ) -> Result<Vec<EventRendition>, JobFailure> {
         let bucket = self.output.bucket.clone().unwrap_or_else(|| source.bucket.clone());
         let prefix = request.options.output_prefix.as_deref().unwrap_or(&self.output.prefix);
@@ -254,7 +253,8 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
             metadata.insert("source-etag".into(), etag.clone());
         }
         let mut planned = Vec::new();
-        for o in &rendered.outputs {
+        let mut bodies = Vec::new();
+        for o in outputs {
             let parts = KeyParts {
                 prefix,
                 source_key: &source.key,
@@ -264,16 +264,27 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
             };
             let key = keys::rendition_key(&self.output.key_template, parts)
                 .map_err(|e| JobFailure::new(ErrorKind::InvalidMessage, e))?;
-            let options = PutOptions {
+            planned.push(EventRendition {
+                name: o.name,
+                format: o.format,
+                bucket: bucket.clone(),
+                key,
+                width: o.width,
+                height: o.height,
+                bytes: o.data.len() as u64,
                 content_type: o.format.content_type().into(),
+            });
+            bodies.push(o.data);
+        }
+        let puts = planned.iter().zip(bodies).map(|(r, body)| {
+            let options = PutOptions {
+                content_type: r.content_type.clone(),
                 cache_control: self.output.cache_control.clone(),
                 metadata: metadata.clone(),
                 sse: self.output.sse.clone(),
             };
-            planned.push((key, options, o));
-        }
-        let puts = planned.iter().map(|(key, options, o)| {
-            self.store.put(&bucket, key, o.data.clone(), options).instrument(tracing::debug_span!("put", key = %key))
+            async move { self.store.put(&r.bucket, &r.key, body, &options).await }
+                .instrument(tracing::debug_span!("put", key = %r.key))
         });
         for result in futures_util::future::join_all(puts).await {
             result.map_err(|e| {
@@ -281,22 +292,10 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
                 JobFailure::from(e)
             })?;
         }
-        for (_, _, o) in &planned {
-            self.metrics.output_bytes.with_label_values(&[o.format.name()]).inc_by(o.data.len() as u64);
+        for r in &planned {
+            self.metrics.output_bytes.with_label_values(&[r.format.name()]).inc_by(r.bytes);
         }
-        Ok(planned
-            .into_iter()
-            .map(|(key, options, o)| EventRendition {
-                name: o.name.clone(),
-                format: o.format,
-                bucket: bucket.clone(),
-                key,
-                width: o.width,
-                height: o.height,
-                bytes: o.data.len() as u64,
-                content_type: options.content_type,
-            })
-            .collect())
+        Ok(planned)
     }
 
     fn count_s3_error(&self, e: &StoreError) {

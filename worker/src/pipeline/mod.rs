@@ -127,11 +127,8 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.decode_ms = clock.lap();
 
     let made = resize_all(&source, preset, orientation)?;
-    let thumb = match made.frames.last() {
-        Some(f) => resize::resize(
-            &f.pixels,
-            &transposed_plan(f.pixels.width, f.pixels.height, 100, 100, Fit::Inside, orientation),
-        )?,
+    let thumb = match made.frames.last().map(|&i| &made.renditions[i]) {
+        Some(f) => resize::resize(f, &transposed_plan(f.width, f.height, 100, 100, Fit::Inside, orientation))?,
         None => resize::resize_raster(
             &source,
             &transposed_plan(source.width(), source.height(), 100, 100, Fit::Inside, orientation),
@@ -176,19 +173,13 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     Ok(Rendered { result: RenderResult { source: source_info, renditions, placeholder, timings }, outputs })
 }
 
-/// A full-frame rendition kept as a source for smaller ones.
-#[derive(Debug)]
-struct Frame {
-    pixels: Pixels,
-}
-
 /// Every rendition of a preset, resized but not yet turned upright or encoded.
 #[derive(Debug)]
 pub struct Made {
     /// In preset order, still in the stored orientation.
     pub renditions: Vec<Pixels>,
-    /// Full-frame renditions, largest first.
-    frames: Vec<Frame>,
+    /// Indexes (into `renditions`) of the full-frame renditions smaller than the source, largest first.
+    frames: Vec<usize>,
 }
 
 /// Plans a box against the stored `src_w` x `src_h` image: for orientations 5–8 the box is transposed.
@@ -209,21 +200,25 @@ pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<M
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
 
-    let mut frames: Vec<Frame> = Vec::new();
+    let mut frames: Vec<usize> = Vec::new();
     let mut out: Vec<Option<Pixels>> = vec![None; plans.len()];
     for i in order {
         let plan = plans[i];
-        let pixels =
-            match frames.iter().rev().find_map(|f| cascade_plan(src_w, src_h, &f.pixels, &plan).map(|p| (f, p))) {
-                Some((frame, p)) => resize::resize(&frame.pixels, &p)?,
-                None => resize::resize_raster(source, &plan)?,
-            };
+        let cascade = frames.iter().rev().find_map(|&f| {
+            let frame = out[f].as_ref()?;
+            cascade_plan(src_w, src_h, frame, &plan).map(|p| (frame, p))
+        });
+        let pixels = match cascade {
+            Some((frame, p)) => resize::resize(frame, &p)?,
+            None => resize::resize_raster(source, &plan)?,
+        };
         let full_frame = plan.crop == (0.0, 0.0, f64::from(src_w), f64::from(src_h));
         if full_frame && (pixels.width < src_w || pixels.height < src_h) {
-            frames.push(Frame { pixels: pixels.clone() });
+            frames.push(i);
         }
         out[i] = Some(pixels);
     }
+    // Every slot is filled, so the frame indexes stay valid.
     Ok(Made { renditions: out.into_iter().flatten().collect(), frames })
 }
 
