@@ -175,6 +175,7 @@ async fn notify_queue(clients: &Clients, bucket: &str, prefix: &str, queue_arn: 
         .id("imgfleet-uploads")
         .queue_arn(queue_arn)
         .events(S3EventType::from("s3:ObjectCreated:*"))
+        .events(S3EventType::from("s3:ObjectRemoved:*"))
         .filter(filter)
         .build()
         .context("queue notification configuration")?;

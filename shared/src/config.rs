@@ -30,6 +30,8 @@ pub const ENV_VARS: &[&str] = &[
     "IMGFLEET_LOG_FORMAT",
     "IMGFLEET_WORKER_ID",
     "IMGFLEET_ECS_TASK_PROTECTION",
+    "IMGFLEET_PUBLIC_BASE_URL",
+    "IMGFLEET_FOLLOW_DELETES",
     "AWS_REGION",
     "AWS_ENDPOINT_URL",
     "ECS_AGENT_URI",
@@ -88,6 +90,11 @@ pub struct Config {
     pub ecs_task_protection: bool,
     /// The ECS agent endpoint (`ECS_AGENT_URI`, set by ECS inside a task).
     pub ecs_agent_uri: Option<String>,
+    /// Base URL renditions are served from (a CDN domain, say); when set, completion events carry
+    /// each rendition's public `url`. Stored without a trailing `/`.
+    pub public_base_url: Option<String>,
+    /// Delete a source's renditions when S3 reports the source removed.
+    pub follow_deletes: bool,
 }
 
 impl Default for Config {
@@ -112,6 +119,8 @@ impl Default for Config {
             worker_id: None,
             ecs_task_protection: false,
             ecs_agent_uri: None,
+            public_base_url: None,
+            follow_deletes: true,
         }
     }
 }
@@ -151,6 +160,8 @@ struct FileConfig {
     log_format: Option<String>,
     worker_id: Option<String>,
     ecs_task_protection: Option<bool>,
+    public_base_url: Option<String>,
+    follow_deletes: Option<bool>,
 }
 
 impl Config {
@@ -205,10 +216,23 @@ impl Config {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(invalid("IMGFLEET_LOG_FORMAT", format!("{other:?} is not text or json"))),
         };
-        let ecs_task_protection = match get("IMGFLEET_ECS_TASK_PROTECTION") {
-            Some(v) => parse_bool(&v)
-                .ok_or_else(|| invalid("IMGFLEET_ECS_TASK_PROTECTION", format!("{v:?} is not true or false")))?,
-            None => file.ecs_task_protection.unwrap_or(false),
+        let flag = |var: &'static str, file: Option<bool>, default: bool| match get(var) {
+            Some(v) => parse_bool(&v).ok_or_else(|| invalid(var, format!("{v:?} is not true or false"))),
+            None => Ok(file.unwrap_or(default)),
+        };
+        let ecs_task_protection = flag("IMGFLEET_ECS_TASK_PROTECTION", file.ecs_task_protection, false)?;
+        let follow_deletes = flag("IMGFLEET_FOLLOW_DELETES", file.follow_deletes, d.follow_deletes)?;
+        let public_base_url = match string("IMGFLEET_PUBLIC_BASE_URL", file.public_base_url) {
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                Some(u.trim().trim_end_matches('/').to_owned())
+            }
+            Some(u) => {
+                return Err(invalid(
+                    "IMGFLEET_PUBLIC_BASE_URL",
+                    format!("{u:?} is not an http(s) URL like https://img.example.com"),
+                ));
+            }
+            None => None,
         };
         let output_prefix = string("IMGFLEET_OUTPUT_PREFIX", file.output_prefix).unwrap_or(d.output_prefix);
         if output_prefix.starts_with('/') {
@@ -246,6 +270,8 @@ impl Config {
             worker_id: string("IMGFLEET_WORKER_ID", file.worker_id),
             ecs_task_protection,
             ecs_agent_uri: get("ECS_AGENT_URI"),
+            public_base_url,
+            follow_deletes,
         })
     }
 }
@@ -320,8 +346,12 @@ mod tests {
             ("IMGFLEET_LOG_FORMAT", "json"),
             ("IMGFLEET_METRICS_ADDR", "127.0.0.1:0"),
             ("IMGFLEET_ECS_TASK_PROTECTION", "true"),
+            ("IMGFLEET_PUBLIC_BASE_URL", "https://img.example.com/"),
+            ("IMGFLEET_FOLLOW_DELETES", "off"),
         ])
         .unwrap();
+        assert_eq!(c.public_base_url.as_deref(), Some("https://img.example.com"));
+        assert!(!c.follow_deletes);
         assert_eq!(c.concurrency, Some(3));
         assert_eq!(c.sse, Some(Sse::Kms { key_id: Some("k1".into()) }));
         assert_eq!(c.log_format, LogFormat::Json);
@@ -340,6 +370,8 @@ mod tests {
             ("IMGFLEET_KEY_TEMPLATE", "{prefix}{stem}.{ext}"),
             ("IMGFLEET_KEY_TEMPLATE", "{prefix}{stem}/{rendition}.{ext}{nope}"),
             ("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "1"),
+            ("IMGFLEET_PUBLIC_BASE_URL", "cdn.example.com"),
+            ("IMGFLEET_FOLLOW_DELETES", "maybe"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err().to_string();
             assert!(err.starts_with(var), "{var}={value}: {err}");

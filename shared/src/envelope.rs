@@ -74,7 +74,10 @@
 //! [`ParseError::UnsupportedVersion`], checked before any other field, so a
 //! future version may change them freely. Unknown fields are ignored; empty
 //! strings count as absent. The request is [`Action::Created`] with
-//! `event_name` `"Job"` and [`Origin::Direct`].
+//! `event_name` `"Job"` and [`Origin::Direct`]. With `"action":"delete"` it is
+//! [`Action::Removed`] with `event_name` `"Delete"` instead: delete the
+//! object's renditions (`"action":"render"` is the default; anything else is
+//! [`ParseError::UnknownAction`]).
 
 use std::borrow::Cow;
 
@@ -92,6 +95,8 @@ const SNS_NOTIFICATION: &str = "Notification";
 const DIRECT_JOB_VERSION: u64 = 1;
 /// The `event_name` given to direct jobs.
 const DIRECT_JOB_EVENT_NAME: &str = "Job";
+/// The `event_name` given to direct delete jobs.
+const DIRECT_DELETE_EVENT_NAME: &str = "Delete";
 /// How many characters of an input string an error message quotes.
 const PREVIEW_CHARS: usize = 80;
 /// How many top-level field names an unknown-shape hint lists.
@@ -239,6 +244,9 @@ pub enum ParseError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A direct job whose `action` is neither `render` nor `delete`.
+    #[error("unknown direct job action {} (use render or delete)", preview(.0))]
+    UnknownAction(String),
     /// A direct job whose `v` is not 1.
     #[error("unsupported direct job version {0} (this worker reads version 1)")]
     UnsupportedVersion(u64),
@@ -700,6 +708,7 @@ struct DirectJobVersionWire {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DirectJobV1Wire {
+    action: Option<String>,
     bucket: Option<String>,
     key: Option<String>,
     job_id: Option<String>,
@@ -717,6 +726,11 @@ fn parse_direct_job(value: &Value) -> Result<Message, ParseError> {
         return Err(ParseError::UnsupportedVersion(v));
     }
     let job: DirectJobV1Wire = from_value(value, "direct job")?;
+    let (action, event_name) = match non_empty(job.action).as_deref() {
+        None | Some("render") => (Action::Created, DIRECT_JOB_EVENT_NAME),
+        Some("delete") => (Action::Removed, DIRECT_DELETE_EVENT_NAME),
+        Some(other) => return Err(ParseError::UnknownAction(other.to_owned())),
+    };
     let object = ObjectRef {
         bucket: required(job.bucket, "bucket")?,
         key: required(job.key, "key")?,
@@ -731,12 +745,22 @@ fn parse_direct_job(value: &Value) -> Result<Message, ParseError> {
         output_prefix: non_empty(job.output_prefix),
     };
     Ok(Message::Requests(vec![Request {
-        action: Action::Created,
-        event_name: DIRECT_JOB_EVENT_NAME.to_owned(),
+        action,
+        event_name: event_name.to_owned(),
         origin: Origin::Direct,
         object,
         options,
     }]))
+}
+
+/// Orders two S3 event sequencers for the same key: the greater one is the later event.
+/// Sequencers may differ in length; the shorter is right-padded with zeros before the
+/// (case-insensitive) comparison, as S3's documentation prescribes.
+#[must_use]
+pub fn compare_sequencers(a: &str, b: &str) -> std::cmp::Ordering {
+    let width = a.len().max(b.len());
+    let pad = |s: &str| format!("{:0<width$}", s.to_ascii_uppercase());
+    pad(a).cmp(&pad(b))
 }
 
 /// Encodes a key the way S3 does in event notifications: UTF-8 percent-encoding with `+` for a

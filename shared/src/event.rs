@@ -2,6 +2,7 @@
 //!
 //! Every event is one JSON object with `"v": 1`. Events are delivered at least once: the same
 //! source object version always carries the same `job_id`, so a consumer recognises a duplicate.
+//! Fields added later are optional, so a v1 reader that ignores unknown fields keeps working.
 
 use crate::ImageFormat;
 use crate::outcome::{ErrorInfo, StageTimings};
@@ -20,6 +21,10 @@ pub enum EventType {
     Completed,
     #[serde(rename = "rendition.failed")]
     Failed,
+    /// The source was removed and its renditions deleted (or found already gone, or kept because
+    /// they belong to a newer upload: see `kept` and `reason`).
+    #[serde(rename = "rendition.deleted")]
+    Deleted,
 }
 
 /// The source object an event is about.
@@ -52,6 +57,34 @@ pub struct EventRendition {
     pub height: u32,
     pub bytes: u64,
     pub content_type: String,
+    /// Public URL, when the worker has `IMGFLEET_PUBLIC_BASE_URL`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub url: Option<String>,
+}
+
+/// An object named by bucket and key (a deleted or kept rendition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// The public URL of a stored rendition: `base` joined with the key, each key segment
+/// percent-encoded. `version` (the source's ETag) goes in a `v` query parameter, so a replaced
+/// photo gets a new URL and caches with long lifetimes never serve the old one.
+#[must_use]
+pub fn public_url(base: &str, key: &str, version: Option<&str>) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    let path: Vec<String> =
+        key.split('/').map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()).collect();
+    let mut url = format!("{}/{}", base.trim_end_matches('/'), path.join("/"));
+    if let Some(v) = version.filter(|v| !v.is_empty()) {
+        let v: String = v.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+        url.push_str("?v=");
+        url.push_str(&v);
+    }
+    url
 }
 
 /// Timings of a whole job: the pipeline stages plus fetch, store and the total, in milliseconds.
@@ -87,9 +120,40 @@ pub struct Event {
     pub timestamp_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<ErrorInfo>,
+    /// `rendition.deleted`: the renditions this removal deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub deleted: Vec<StoredObject>,
+    /// `rendition.deleted`: renditions left in place because they belong to a newer upload.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub kept: Vec<StoredObject>,
+    /// `rendition.deleted`: why nothing or not everything was deleted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 impl Event {
+    /// An event with no renditions, timings or error yet.
+    #[must_use]
+    pub fn new(kind: EventType, job_id: String, source: EventSource, worker_id: String, timestamp_ms: u64) -> Self {
+        Self {
+            v: EVENT_VERSION,
+            kind,
+            job_id,
+            source,
+            preset: None,
+            renditions: vec![],
+            placeholder: None,
+            timings: None,
+            attempt: 0,
+            worker_id,
+            timestamp_ms,
+            error: None,
+            deleted: vec![],
+            kept: vec![],
+            reason: None,
+        }
+    }
+
     /// Serialises to the JSON carried in the stream's `event` field.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("events serialise: no maps with non-string keys")
@@ -103,27 +167,31 @@ mod tests {
 
     #[test]
     fn failure_event_has_the_documented_shape() {
-        let e = Event {
-            v: EVENT_VERSION,
-            kind: EventType::Failed,
-            job_id: "j1".into(),
-            source: EventSource { bucket: "b".into(), key: "uploads/a.jpg".into(), ..Default::default() },
-            preset: None,
-            renditions: vec![],
-            placeholder: None,
-            timings: None,
-            attempt: 2,
-            worker_id: "w".into(),
-            timestamp_ms: 1,
-            error: Some(ErrorInfo { kind: ErrorKind::Unsupported, message: "GIF".into() }),
-        };
+        let source = EventSource { bucket: "b".into(), key: "uploads/a.jpg".into(), ..Default::default() };
+        let mut e = Event::new(EventType::Failed, "j1".into(), source, "w".into(), 1);
+        e.attempt = 2;
+        e.error = Some(ErrorInfo { kind: ErrorKind::Unsupported, message: "GIF".into() });
         let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(v["type"], "rendition.failed");
         assert_eq!(v["v"], 1);
         assert_eq!(v["error"]["kind"], "unsupported");
         assert_eq!(v["source"]["key"], "uploads/a.jpg");
         assert!(v["source"].get("etag").is_none());
+        assert!(v.get("deleted").is_none() && v.get("reason").is_none());
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn public_urls_encode_each_segment_and_carry_the_version() {
+        assert_eq!(
+            public_url("https://img.example.com/", "renditions/u/42/me/thumb.webp", None),
+            "https://img.example.com/renditions/u/42/me/thumb.webp"
+        );
+        assert_eq!(
+            public_url("https://cdn.example.com/a", "renditions/my photo é+?#/thumb.jpg", Some("9b2cf535f27731c9")),
+            "https://cdn.example.com/a/renditions/my%20photo%20%C3%A9%2B%3F%23/thumb.jpg?v=9b2cf535f27731c9"
+        );
+        assert!(public_url("https://c", "k", Some("\"-3&x")).ends_with("/k?v=3x"));
     }
 }

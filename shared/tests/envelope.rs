@@ -278,6 +278,30 @@ fn direct_job_full_keeps_literal_key_and_options() {
     );
 }
 
+#[test]
+fn direct_delete_job_is_a_removal() {
+    let body = r#"{"v":1,"action":"delete","bucket":"uploads","key":"uploads/u/42/me.jpg","job_id":"d1"}"#;
+    let Ok(Message::Requests(mut r)) = parse_message(body) else { panic!("not parsed") };
+    let request = r.remove(0);
+    assert_eq!(request.action, Action::Removed);
+    assert!(!request.is_create());
+    assert_eq!(request.event_name, "Delete");
+    assert_eq!(request.options.job_id.as_deref(), Some("d1"));
+    let render = r#"{"v":1,"action":"render","bucket":"uploads","key":"k"}"#;
+    assert!(matches!(parse_message(render), Ok(Message::Requests(r)) if r[0].is_create()));
+    assert_mentions(&error_of(r#"{"v":1,"action":"purge","bucket":"b","key":"k"}"#), &["purge", "delete"]);
+}
+
+#[test]
+fn sequencers_order_events_after_padding() {
+    use std::cmp::Ordering::*;
+    assert_eq!(compare_sequencers("0055AED6DCD90281E5", "0055AED6DCD90281E6"), Less);
+    // Different lengths: the shorter is right-padded with zeros, so "0A" is "0A00" here.
+    assert_eq!(compare_sequencers("0A", "09FF"), Greater);
+    assert_eq!(compare_sequencers("0A", "0A00"), Equal);
+    assert_eq!(compare_sequencers("0a1", "0A0F"), Greater);
+}
+
 // --- Bad messages -----------------------------------------------------------
 
 #[test]

@@ -116,6 +116,15 @@ impl Env {
             .expect("upload");
     }
 
+    /// Whether `key` exists in `bucket`.
+    pub async fn exists(&self, bucket: &str, key: &str) -> bool {
+        match self.s3.head_object().bucket(bucket).key(key).send().await {
+            Ok(_) => true,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => false,
+            Err(e) => panic!("HeadObject {key}: {e:?}"),
+        }
+    }
+
     pub async fn send(&self, queue_url: &str, body: &str) {
         self.sqs.send_message().queue_url(queue_url).message_body(body).send().await.expect("send message");
     }
@@ -170,6 +179,17 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// An S3 notification body for one record, as S3 sends it (with a sequencer; moto omits it).
+pub fn s3_record(bucket: &str, key: &str, event_name: &str, sequencer: &str) -> String {
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-30T00:00:00.000Z", "eventName": event_name,
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket},
+               "object": {"key": imgfleet_shared::envelope::encode_s3_key(key), "sequencer": sequencer}}
+    }]})
+    .to_string()
 }
 
 /// Reads a whole stream with XRANGE.

@@ -3,7 +3,7 @@
 
 use imgfleet_shared::event::{Event, EventType};
 use imgfleet_tests::*;
-use imgfleet_worker::storage::{Fetched, ObjectStore, PutOptions, S3Store, StoreError};
+use imgfleet_worker::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, S3Store, StoreError};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,14 @@ impl ObjectStore for SlowStore {
 
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, options: &PutOptions) -> Result<(), StoreError> {
         self.inner.put(bucket, key, body, options).await
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<Head>, StoreError> {
+        self.inner.head(bucket, key).await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str, if_match: Option<&str>) -> Result<Deleted, StoreError> {
+        self.inner.delete(bucket, key, if_match).await
     }
 }
 

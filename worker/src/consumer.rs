@@ -14,8 +14,8 @@ use crate::metrics::{Health, Metrics};
 use crate::queue::{Queue, QueueError, ReceivedMessage};
 use crate::storage::ObjectStore;
 use imgfleet_shared::ErrorKind;
-use imgfleet_shared::envelope::{self, Message};
-use imgfleet_shared::event::{EVENT_VERSION, Event, EventSource, EventType};
+use imgfleet_shared::envelope::{self, Action, Message};
+use imgfleet_shared::event::{Event, EventSource, EventType};
 use imgfleet_shared::outcome::ErrorInfo;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +42,8 @@ pub struct ConsumerSettings {
     pub retry_max: Duration,
     /// Objects under this prefix never trigger processing.
     pub output_prefix: String,
+    /// Removals delete the source's renditions (otherwise they are ignored).
+    pub follow_deletes: bool,
     /// Dead-letter queue whose depth is sampled into a gauge.
     pub dlq_url: Option<String>,
     /// How often queue depths are sampled.
@@ -239,21 +241,31 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
         let mut ack = Ack::Delete;
         for request in &requests {
             let started = Instant::now();
-            let ignored =
-                !request.is_create() || keys::is_output_key(&request.object.key, &self.settings.output_prefix);
-            if ignored {
+            let wanted = match request.action {
+                Action::Created => true,
+                Action::Removed => self.settings.follow_deletes,
+                Action::Other => false,
+            };
+            if !wanted || keys::is_output_key(&request.object.key, &self.settings.output_prefix) {
                 tracing::info!(event = %request.event_name, key = %request.object.key, "ignored");
                 self.count("ignored", started);
                 continue;
             }
             let span = tracing::info_span!("job", bucket = %request.object.bucket, key = %request.object.key);
-            let outcome = self.jobs.run(request, message.receive_count).instrument(span).await;
+            let outcome = if request.action == Action::Removed {
+                self.jobs.remove(request, message.receive_count).instrument(span).await
+            } else {
+                self.jobs.run(request, message.receive_count).instrument(span).await
+            };
             self.count(outcome.label(), started);
             match outcome {
                 Outcome::Completed(event) => {
                     tracing::info!(job_id = %event.job_id, ms = started.elapsed().as_millis() as u64, "completed")
                 }
                 Outcome::Failed(event) => tracing::info!(job_id = %event.job_id, "failed event published"),
+                Outcome::Deleted(event) => {
+                    tracing::info!(job_id = %event.job_id, deleted = event.deleted.len(), kept = event.kept.len(), "deleted")
+                }
                 Outcome::Retry { kind, message: why } => {
                     tracing::warn!(%kind, error = %why, "will retry");
                     ack = if self.stopping.is_cancelled() { Ack::ReleaseNow } else { Ack::Retry };
@@ -270,20 +282,15 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
         self.metrics.messages_poison.inc();
         tracing::warn!(error = %error, "poison message: left for the dead-letter queue");
         if message.receive_count <= 1 {
-            let event = Event {
-                v: EVENT_VERSION,
-                kind: EventType::Failed,
-                job_id: format!("message-{}", message.id),
-                source: EventSource::default(),
-                preset: None,
-                renditions: vec![],
-                placeholder: None,
-                timings: None,
-                attempt: message.receive_count,
-                worker_id: self.jobs.worker_id.clone(),
-                timestamp_ms: now_ms(),
-                error: Some(ErrorInfo { kind: ErrorKind::InvalidMessage, message: error.to_string() }),
-            };
+            let mut event = Event::new(
+                EventType::Failed,
+                format!("message-{}", message.id),
+                EventSource::default(),
+                self.jobs.worker_id.clone(),
+                now_ms(),
+            );
+            event.attempt = message.receive_count;
+            event.error = Some(ErrorInfo { kind: ErrorKind::InvalidMessage, message: error.to_string() });
             if self.jobs.events.publish(&event).await.is_err() {
                 self.metrics.redis_errors.with_label_values(&["publish"]).inc();
             }
@@ -429,6 +436,7 @@ mod tests {
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(60),
             output_prefix: "renditions/".into(),
+            follow_deletes: true,
             dlq_url: None,
             depth_interval: Duration::from_secs(30),
         };

@@ -10,7 +10,7 @@ use crate::pipeline::{self, Output, RenderOptions, Rendered};
 use crate::storage::{Fetched, ObjectStore, PutOptions, StoreError};
 use imgfleet_shared::config::Sse;
 use imgfleet_shared::envelope::Request;
-use imgfleet_shared::event::{EVENT_VERSION, Event, EventRendition, EventSource, EventType, JobTimings};
+use imgfleet_shared::event::{Event, EventRendition, EventSource, EventType, JobTimings, public_url};
 use imgfleet_shared::outcome::ErrorInfo;
 use imgfleet_shared::{ErrorClass, ErrorKind, PresetCatalog};
 use sha2::{Digest, Sha256};
@@ -21,6 +21,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+/// Rendition metadata: the fingerprint of the preset that made it (read by `imgfleet backfill`).
+pub const META_PRESET_FINGERPRINT: &str = "preset-fingerprint";
+/// Rendition metadata: the source's ETag when the rendition was made.
+pub const META_SOURCE_ETAG: &str = "source-etag";
+/// Rendition metadata: the S3 sequencer of the upload it was made from (read when deleting).
+pub const META_SOURCE_SEQUENCER: &str = "source-sequencer";
+
 /// Settings for storing renditions, from the worker's configuration.
 #[derive(Debug, Clone)]
 pub struct OutputSettings {
@@ -30,6 +37,8 @@ pub struct OutputSettings {
     pub key_template: String,
     pub cache_control: String,
     pub sse: Option<Sse>,
+    /// Base of the public URLs put in completion events.
+    pub public_base_url: Option<String>,
 }
 
 /// Everything jobs share.
@@ -54,6 +63,8 @@ pub enum Outcome {
     Completed(Box<Event>),
     /// The input can never succeed and `rendition.failed` was published: delete the message.
     Failed(Box<Event>),
+    /// The source was removed, its renditions dealt with and `rendition.deleted` published.
+    Deleted(Box<Event>),
     /// Infrastructure trouble: keep the message and let it come back later.
     Retry { kind: ErrorKind, message: String },
 }
@@ -64,6 +75,7 @@ impl Outcome {
         match self {
             Self::Completed(_) => "completed",
             Self::Failed(_) => "failed",
+            Self::Deleted(_) => "deleted",
             Self::Retry { .. } => "retried",
         }
     }
@@ -128,20 +140,10 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
             job_id(&source.bucket, &source.key, source.version_id.as_deref().or(source.etag.as_deref()))
         });
         timings.total_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut event = Event {
-            v: EVENT_VERSION,
-            kind: EventType::Completed,
-            job_id: id,
-            source,
-            preset: Some(preset_name),
-            renditions: vec![],
-            placeholder: None,
-            timings: Some(timings),
-            attempt,
-            worker_id: self.worker_id.clone(),
-            timestamp_ms: now_ms(),
-            error: None,
-        };
+        let mut event = Event::new(EventType::Completed, id, source, self.worker_id.clone(), now_ms());
+        event.preset = Some(preset_name);
+        event.timings = Some(timings);
+        event.attempt = attempt;
         match result {
             Ok((renditions, placeholder)) => {
                 event.renditions = renditions;
@@ -247,10 +249,13 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         let mut metadata = HashMap::from([
             ("source-key".to_owned(), ascii_safe(&source.key)),
             ("preset".to_owned(), preset.name.clone()),
-            ("preset-fingerprint".to_owned(), preset.fingerprint()),
+            (META_PRESET_FINGERPRINT.to_owned(), preset.fingerprint()),
         ]);
         if let Some(etag) = &source.etag {
-            metadata.insert("source-etag".into(), etag.clone());
+            metadata.insert(META_SOURCE_ETAG.into(), etag.clone());
+        }
+        if let Some(sequencer) = &request.object.sequencer {
+            metadata.insert(META_SOURCE_SEQUENCER.into(), ascii_safe(sequencer));
         }
         let mut planned = Vec::new();
         let mut bodies = Vec::new();
@@ -268,11 +273,12 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
                 name: o.name,
                 format: o.format,
                 bucket: bucket.clone(),
-                key,
                 width: o.width,
                 height: o.height,
                 bytes: o.data.len() as u64,
                 content_type: o.format.content_type().into(),
+                url: self.output.public_base_url.as_deref().map(|base| public_url(base, &key, source.etag.as_deref())),
+                key,
             });
             bodies.push(o.data);
         }

@@ -56,6 +56,24 @@ pub fn rendition_key(template: &str, parts: KeyParts<'_>) -> Result<String, KeyE
     Ok(out)
 }
 
+/// Every key `preset` writes for `source_key`: each rendition in each of its formats.
+pub fn preset_keys(
+    template: &str,
+    prefix: &str,
+    source_key: &str,
+    preset: &imgfleet_shared::Preset,
+) -> Result<Vec<String>, KeyError> {
+    let mut keys = Vec::new();
+    for r in &preset.renditions {
+        for f in &r.formats {
+            let parts =
+                KeyParts { prefix, source_key, preset: &preset.name, rendition: &r.name, ext: f.format.extension() };
+            keys.push(rendition_key(template, parts)?);
+        }
+    }
+    Ok(keys)
+}
+
 /// The source key made safe to embed: no leading `/`, no empty, `.` or `..` segments, no control characters.
 pub fn clean_source_key(key: &str) -> String {
     let segments: Vec<String> = key

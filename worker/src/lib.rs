@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod process;
 pub mod protection;
 pub mod queue;
+pub mod remove;
 pub mod service;
 pub mod storage;
 pub mod telemetry;

@@ -5,7 +5,7 @@
 use crate::events::{EventSink, PublishError};
 use crate::keys::clean_source_key;
 use crate::queue::{Queue, QueueError, ReceivedMessage};
-use crate::storage::{Fetched, ObjectStore, PutOptions, StoreError};
+use crate::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, StoreError};
 use imgfleet_shared::event::Event;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -207,6 +207,36 @@ impl ObjectStore for DirStore {
             tokio::fs::create_dir_all(dir).await.map_err(failed)?;
         }
         tokio::fs::write(&path, body).await.map_err(failed)
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<Head>, StoreError> {
+        match tokio::fs::read(self.path(bucket, key)).await {
+            Ok(body) => Ok(Some(Head { etag: Some(etag(&body)), size: body.len() as u64, metadata: HashMap::new() })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Failed {
+                operation: "HeadObject",
+                bucket: bucket.into(),
+                key: key.into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str, if_match: Option<&str>) -> Result<Deleted, StoreError> {
+        let Some(head) = self.head(bucket, key).await? else { return Ok(Deleted::Missing) };
+        if if_match.is_some_and(|m| head.etag.as_deref() != Some(m)) {
+            return Ok(Deleted::Changed);
+        }
+        match tokio::fs::remove_file(self.path(bucket, key)).await {
+            Ok(()) => Ok(Deleted::Deleted),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Deleted::Missing),
+            Err(e) => Err(StoreError::Failed {
+                operation: "DeleteObject",
+                bucket: bucket.into(),
+                key: key.into(),
+                message: e.to_string(),
+            }),
+        }
     }
 }
 

@@ -17,7 +17,8 @@ pub const NAMESPACE: &str = "imgfleet";
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Jobs finished, by outcome: completed, failed (rejected input), retried (kept for later), ignored.
+    /// Jobs finished, by outcome: completed, failed (rejected input), deleted (source removed),
+    /// retried (kept for later), ignored.
     pub jobs: IntCounterVec,
     /// Wall time of a job from receive to acknowledgement, by outcome.
     pub job_duration: HistogramVec,
@@ -45,6 +46,8 @@ pub struct Metrics {
     pub source_bytes: IntCounter,
     /// Bytes of renditions stored, by format.
     pub output_bytes: IntCounterVec,
+    /// Renditions deleted because their source was removed.
+    pub renditions_deleted: IntCounter,
     /// AWS errors, by service (s3, sqs) and operation.
     pub aws_errors: IntCounterVec,
     /// Redis errors, by operation.
@@ -151,6 +154,10 @@ impl Metrics {
             ),
             source_bytes: counter("source_bytes_total", "Bytes of source images downloaded."),
             output_bytes: counter_vec("output_bytes_total", "Bytes of renditions stored, by format.", &["format"]),
+            renditions_deleted: counter(
+                "renditions_deleted_total",
+                "Renditions deleted because their source was removed.",
+            ),
             aws_errors: counter_vec(
                 "aws_errors_total",
                 "AWS errors, by service (s3, sqs) and operation.",

@@ -94,6 +94,7 @@ pub fn consumer_settings(config: &Config, retry_base: Duration) -> ConsumerSetti
         retry_base,
         retry_max: Duration::from_secs(900),
         output_prefix: config.output_prefix.clone(),
+        follow_deletes: config.follow_deletes,
         dlq_url: config.dlq_url.clone(),
         depth_interval: Duration::from_secs(30),
     }
@@ -156,6 +157,7 @@ pub async fn start_with<Q: Queue, S: ObjectStore, E: EventSink>(
             key_template: config.key_template.clone(),
             cache_control: config.cache_control.clone(),
             sse: config.sse.clone(),
+            public_base_url: config.public_base_url.clone(),
         },
         worker_id: worker_id(config),
         cpu: Arc::new(Semaphore::new(settings.concurrency)),

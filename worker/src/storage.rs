@@ -15,6 +15,25 @@ pub struct Fetched {
     pub version_id: Option<String>,
 }
 
+/// What a HEAD request tells about an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    pub etag: Option<String>,
+    pub size: u64,
+    /// User metadata (`x-amz-meta-*`), names in lower case.
+    pub metadata: HashMap<String, String>,
+}
+
+/// What a conditional delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    /// The object no longer matched the expected ETag (it was replaced meanwhile): left alone.
+    Changed,
+    /// There was nothing to delete.
+    Missing,
+}
+
 /// How a rendition is stored.
 #[derive(Debug, Clone, Default)]
 pub struct PutOptions {
@@ -59,6 +78,17 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: Vec<u8>,
         options: &PutOptions,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads an object's ETag, size and metadata; `None` when it does not exist.
+    fn head(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Option<Head>, StoreError>> + Send;
+
+    /// Deletes an object, but only while its ETag is still `if_match` (when given).
+    fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_match: Option<&str>,
+    ) -> impl Future<Output = Result<Deleted, StoreError>> + Send;
 }
 
 /// S3 through the AWS SDK.
@@ -131,5 +161,40 @@ impl ObjectStore for S3Store {
             message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
         })?;
         Ok(())
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<Head>, StoreError> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(Head {
+                etag: out.e_tag.map(|t| t.trim_matches('"').to_owned()),
+                size: out.content_length.and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+                metadata: out.metadata.unwrap_or_default(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(StoreError::Failed {
+                operation: "HeadObject",
+                bucket: bucket.into(),
+                key: key.into(),
+                message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            }),
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str, if_match: Option<&str>) -> Result<Deleted, StoreError> {
+        let request =
+            self.client.delete_object().bucket(bucket).key(key).set_if_match(if_match.map(|t| format!("\"{t}\"")));
+        match request.send().await {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(412) => Ok(Deleted::Changed),
+                Some(404) => Ok(Deleted::Missing),
+                _ => Err(StoreError::Failed {
+                    operation: "DeleteObject",
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                }),
+            },
+        }
     }
 }
