@@ -125,3 +125,219 @@ async fn a_stale_removal_never_deletes_a_newer_uploads_renditions() {
     worker.shutdown();
     worker.wait().await;
 }
+
+/// Runs the `imgfleet` command line against the test services; (exit code, stdout, stderr).
+fn imgfleet(env: &Env, setup: &Setup, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"))
+        .args(args)
+        .env("IMGFLEET_QUEUE_URL", &setup.queue_url)
+        .env("AWS_ENDPOINT_URL", &env.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("imgfleet runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// Every message on the queue, received and deleted.
+async fn drain(env: &Env, queue_url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let out = env.sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.unwrap();
+        if out.messages().is_empty() {
+            return bodies;
+        }
+        for m in out.messages() {
+            bodies.push(m.body().unwrap_or_default().to_owned());
+            env.sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
+    use imgfleet_worker::storage::{ObjectStore, PutOptions, S3Store};
+    let env = Env::new().await;
+    let setup = env.setup("backfill", 3, 30).await;
+    drain(&env, &setup.queue_url).await; // the s3:TestEvent
+    let bucket = setup.bucket.clone();
+    let catalog = imgfleet_shared::PresetCatalog::default();
+    let preset = catalog.default_preset().clone();
+    let store = S3Store::new(env.s3.clone());
+
+    // 200 sources under legacy/ (not notified), by i % 10: 0–3 done, 4 made by an older preset,
+    // 5 made from an earlier upload of the key, 6 half done, 7–9 never processed.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let (store, preset, bucket) = (store.clone(), preset.clone(), bucket.clone());
+        tasks.spawn(async move {
+            let key = format!("legacy/u/{i:03}/photo.jpg");
+            let body = format!("not decoded by a backfill {i}").into_bytes();
+            store.put(&bucket, &key, body, &PutOptions::default()).await.unwrap();
+            let etag = store.head(&bucket, &key).await.unwrap().unwrap().etag.unwrap();
+            let keys =
+                imgfleet_worker::keys::preset_keys("{prefix}{stem}/{rendition}.{ext}", "renditions/", &key, &preset)
+                    .unwrap();
+            let (fingerprint, source_etag, count) = match i % 10 {
+                0..=3 => (preset.fingerprint(), etag, keys.len()),
+                4 => ("an-older-preset".to_owned(), etag, keys.len()),
+                5 => (preset.fingerprint(), "an-earlier-upload".to_owned(), keys.len()),
+                6 => (preset.fingerprint(), etag, keys.len() / 2),
+                _ => (preset.fingerprint(), etag, 0),
+            };
+            let metadata = [("preset-fingerprint".to_owned(), fingerprint), ("source-etag".to_owned(), source_etag)];
+            let options = PutOptions { metadata: metadata.into(), ..PutOptions::default() };
+            for k in &keys[..count] {
+                store.put(&bucket, k, b"r".to_vec(), &options).await.unwrap();
+            }
+        });
+        if tasks.len() >= 16 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(t) = tasks.join_next().await {
+        t.unwrap();
+    }
+    env.upload(&bucket, "legacy/empty-folder/", vec![]).await;
+    let needs: Vec<String> =
+        (0..200u32).filter(|i| i % 10 >= 4).map(|i| format!("legacy/u/{i:03}/photo.jpg")).collect();
+
+    // A dry run over the whole bucket, in pages of 50: renditions and the folder marker are skipped.
+    let request = imgfleet_worker::backfill::BackfillRequest {
+        bucket: bucket.clone(),
+        prefix: String::new(),
+        preset_name: None,
+        preset: preset.clone(),
+        since: None,
+        extensions: vec![],
+        dry_run: true,
+        rate: 1000.0,
+        start_after: None,
+        limit: None,
+        queue_url: setup.queue_url.clone(),
+        output_bucket: None,
+        output_prefix: "renditions/".into(),
+        key_template: "{prefix}{stem}/{rendition}.{ext}".into(),
+        max_source_bytes: catalog.limits.max_source_bytes,
+        page_size: 50,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut seen = 0;
+    let dry = imgfleet_worker::backfill::run(&env.s3, &env.sqs, &request, &stop, |_| seen += 1).await.unwrap();
+    assert!(seen > 4, "progress is reported along the way");
+    assert_eq!((dry.up_to_date, dry.missing, dry.stale, dry.enqueued), (80, 80, 40, 0), "{dry:?}");
+    assert_eq!(dry.listed, dry.skipped + 200);
+    assert!(dry.complete);
+    assert_eq!(env.queue_counts(&setup.queue_url).await, (0, 0), "a dry run sends nothing");
+
+    // The command line: stop after 70 objects, then resume from the key it printed, paced to 100/s.
+    let (code, out, err) =
+        imgfleet(&env, &setup, &["backfill", "--bucket", &bucket, "--prefix", "legacy/", "--limit", "70", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let first: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((first["listed"].as_u64(), first["complete"].as_bool()), (Some(70), Some(false)), "{out}");
+    let resume = first["last_key"].as_str().unwrap().to_owned();
+    assert!(err.contains(&format!("--start-after '{resume}'")), "{err}");
+    let started = std::time::Instant::now();
+    let (code, out, err) = imgfleet(
+        &env,
+        &setup,
+        &[
+            "backfill",
+            "--bucket",
+            &bucket,
+            "--prefix",
+            "legacy/",
+            "--start-after",
+            &resume,
+            "--rate",
+            "100/s",
+            "--json",
+        ],
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    let second: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(second["complete"].as_bool(), Some(true), "{out}");
+    assert_eq!(first["listed"].as_u64().unwrap() + second["listed"].as_u64().unwrap(), 201, "every key listed once");
+    let enqueued_second = second["enqueued"].as_u64().unwrap();
+    assert_eq!(first["enqueued"].as_u64().unwrap() + enqueued_second, needs.len() as u64);
+    // Paced: batches of 10 at 100 messages a second.
+    assert!(elapsed.as_secs_f64() >= (enqueued_second - 10) as f64 / 100.0, "{elapsed:?} for {enqueued_second}");
+
+    let mut jobs: Vec<String> = drain(&env, &setup.queue_url)
+        .await
+        .iter()
+        .map(|body| match imgfleet_shared::envelope::parse_message(body) {
+            Ok(imgfleet_shared::envelope::Message::Requests(r)) => {
+                assert!(r[0].is_create() && r[0].object.etag.is_some(), "{body}");
+                r[0].object.key.clone()
+            }
+            other => panic!("{body}: {other:?}"),
+        })
+        .collect();
+    jobs.sort();
+    assert_eq!(jobs, needs, "exactly the sources needing renditions, each once");
+
+    // Nothing was modified after the far future.
+    let (code, out, err) = imgfleet(
+        &env,
+        &setup,
+        &["backfill", "--bucket", &bucket, "--prefix", "legacy/", "--since", "2999-01-01", "--dry-run", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let none: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((none["skipped"].as_u64(), none["enqueued"].as_u64()), (Some(201), Some(0)), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presigned_post_uploads_straight_to_the_bucket_and_is_processed() {
+    let env = Env::new().await;
+    let setup = env.setup("presign", 3, 30).await;
+    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let key = "uploads/u/5/avatar.jpg";
+    let (code, out, err) = imgfleet(
+        &env,
+        &setup,
+        &[
+            "presign",
+            "--bucket",
+            &setup.bucket,
+            "--key",
+            key,
+            "--content-type",
+            "image/jpeg",
+            "--max-bytes",
+            "2000000",
+            "--expires",
+            "10m",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let post: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(post["url"], format!("{}/{}", env.endpoint, setup.bucket));
+    let fields: Vec<(String, String)> =
+        post["fields"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
+    let photo = photo(900, 700);
+    let (status, body) = http_post_form(post["url"].as_str().unwrap(), &fields, &photo).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let head = env.s3.head_object().bucket(&setup.bucket).key(key).send().await.unwrap();
+    assert_eq!(head.content_length(), Some(photo.len() as i64));
+    let events = env.wait_events(&setup.stream, WAIT, |e| !of_kind(e, EventType::Completed, key).is_empty()).await;
+    assert_eq!(of_kind(&events, EventType::Completed, key)[0].renditions.len(), 6);
+
+    let (code, _, err) =
+        imgfleet(&env, &setup, &["presign", "--bucket", "b", "--key", "k", "--content-type", "text/html"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not an image type"), "{err}");
+    worker.shutdown();
+    worker.wait().await;
+}

@@ -1,8 +1,8 @@
-//! The `imgfleet` command line: `process`, `run`, `demo` and `healthcheck`.
+//! The `imgfleet` command line: `process`, `run`, `demo`, `backfill`, `presign` and `healthcheck`.
 
 use crate::pipeline::RenderOptions;
 use crate::process::{self, ProcessRequest, Status};
-use crate::{demo, service, telemetry};
+use crate::{backfill, demo, presign, service, telemetry};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use imgfleet_shared::PresetCatalog;
@@ -58,12 +58,70 @@ enum Command {
         #[arg(value_name = "IMAGE")]
         images: Vec<PathBuf>,
     },
+    /// Enqueue jobs for objects under a prefix whose renditions are missing or made by an older
+    /// preset. Reads IMGFLEET_* settings (queue, output prefix, key template, presets) like `run`.
+    Backfill(BackfillArgs),
+    /// Print a presigned POST policy (URL + form fields, JSON) for one direct upload to S3: the
+    /// content type and a size range are enforced by S3 itself. Uses the AWS credential chain.
+    Presign {
+        #[arg(long)]
+        bucket: String,
+        /// The exact key the upload gets.
+        #[arg(long)]
+        key: String,
+        /// image/jpeg, image/png or image/webp.
+        #[arg(long, value_name = "TYPE")]
+        content_type: String,
+        /// Largest upload accepted (default: the preset file's max_source_bytes).
+        #[arg(long, value_name = "N")]
+        max_bytes: Option<u64>,
+        /// How long the policy is valid: 900, 900s, 15m, 2h, 7d at most.
+        #[arg(long, value_name = "DURATION", default_value = "15m")]
+        expires: String,
+    },
     /// Exit 0 if the local worker's /healthz answers (for container health checks).
     Healthcheck {
         /// Metrics address to probe (default: the port of IMGFLEET_METRICS_ADDR on 127.0.0.1).
         #[arg(long, value_name = "HOST:PORT")]
         addr: Option<String>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BackfillArgs {
+    /// Bucket holding the sources.
+    #[arg(long)]
+    bucket: String,
+    /// Only keys under this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Preset to check and request (default: the configured default preset).
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Only objects last modified on or after this date (2026-01-31 or 2026-01-31T12:00:00Z).
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// Count what would be enqueued; send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Jobs enqueued per second at most, like 50 or 50/s.
+    #[arg(long, value_name = "N/s", default_value = "50/s")]
+    rate: String,
+    /// Resume after this key (the key a previous run printed).
+    #[arg(long, value_name = "KEY")]
+    start_after: Option<String>,
+    /// Stop after listing this many objects (resume with --start-after).
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Only keys with these extensions, comma-separated (default: every key; the worker checks content).
+    #[arg(long, value_name = "EXT,...", value_delimiter = ',')]
+    ext: Vec<String>,
+    /// Queue to send jobs to (default: IMGFLEET_QUEUE_URL).
+    #[arg(long, value_name = "URL")]
+    queue_url: Option<String>,
+    /// Print the final counts as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Parses the command line and runs the command; the binary's whole `main`.
@@ -83,8 +141,121 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Process { preset, out, json, jobs, inputs } => process_command(preset, out, json, jobs, inputs),
         Command::Run => run_command(),
         Command::Demo { dir, count, jobs, images } => demo_command(dir, count, jobs, images),
+        Command::Backfill(args) => backfill_command(args),
+        Command::Presign { bucket, key, content_type, max_bytes, expires } => {
+            presign_command(bucket, key, content_type, max_bytes, &expires)
+        }
         Command::Healthcheck { addr } => healthcheck_command(addr),
     }
+}
+
+fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env()?;
+    telemetry::init_with(config.log_format, "warn");
+    let catalog = load_catalog(config.presets.as_ref())?;
+    let preset = match &args.preset {
+        Some(name) => catalog.get(name).with_context(|| format!("--preset {name:?} is not in the preset file"))?,
+        None => catalog.default_preset(),
+    };
+    let queue_url = args.queue_url.or(config.queue_url).context("no queue: set IMGFLEET_QUEUE_URL or --queue-url")?;
+    let request = backfill::BackfillRequest {
+        bucket: args.bucket,
+        prefix: args.prefix,
+        preset_name: args.preset.clone(),
+        preset: preset.clone(),
+        since: args.since.as_deref().map(backfill::parse_since).transpose()?,
+        extensions: args.ext.iter().map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase()).collect(),
+        dry_run: args.dry_run,
+        rate: backfill::parse_rate(&args.rate)?,
+        start_after: args.start_after,
+        limit: args.limit,
+        queue_url,
+        output_bucket: config.output_bucket.clone(),
+        output_prefix: config.output_prefix.clone(),
+        key_template: config.key_template.clone(),
+        max_source_bytes: catalog.limits.max_source_bytes,
+        page_size: 1000,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let summary = runtime()?.block_on(async {
+        let sdk = service::aws_config().await;
+        let (s3, sqs) = (service::s3_client(&sdk), aws_sdk_sqs::Client::new(&sdk));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            service::shutdown_signal().await;
+            on_signal.cancel();
+        });
+        backfill::run(&s3, &sqs, &request, &stop, |s| {
+            bar.set_message(format!(
+                "listed {} · up to date {} · missing {} · stale {} · enqueued {}",
+                s.listed, s.up_to_date, s.missing, s.stale, s.enqueued
+            ));
+        })
+        .await
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        let would = if request.dry_run { " (dry run: nothing sent)" } else { "" };
+        println!("listed      {}", summary.listed);
+        println!("skipped     {}", summary.skipped);
+        println!("up to date  {}", summary.up_to_date);
+        println!("missing     {}", summary.missing);
+        println!("stale       {}", summary.stale);
+        println!("enqueued    {}{would}", summary.enqueued);
+    }
+    match (&summary.last_key, summary.complete) {
+        (_, true) => eprintln!("backfill complete"),
+        (Some(key), false) => eprintln!("stopped early; resume with: --start-after {}", shell_quote(key)),
+        (None, false) => eprintln!("stopped before any object was handled"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn presign_command(
+    bucket: String,
+    key: String,
+    content_type: String,
+    max_bytes: Option<u64>,
+    expires: &str,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env()?;
+    let max_bytes = match max_bytes {
+        Some(n) => n,
+        None => load_catalog(config.presets.as_ref())?.limits.max_source_bytes,
+    };
+    let expires_in = presign::parse_expiry(expires).context("--expires")?;
+    let post = runtime()?.block_on(async {
+        let sdk = service::aws_config().await;
+        let region = sdk.region().context("no AWS region: set AWS_REGION")?.to_string();
+        let provider = sdk.credentials_provider().context("no AWS credentials provider")?;
+        let credentials = aws_credential_types::provider::ProvideCredentials::provide_credentials(&provider)
+            .await
+            .context("cannot load AWS credentials")?;
+        let request = presign::PostPolicyRequest {
+            bucket,
+            key,
+            content_type,
+            max_bytes,
+            expires_in,
+            region,
+            endpoint: sdk.endpoint_url().map(str::to_owned),
+        };
+        anyhow::Ok(presign::presign_post(&request, &credentials, std::time::SystemTime::now())?)
+    })?;
+    println!("{}", serde_json::to_string_pretty(&post)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Quotes a key for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn load_catalog(path: Option<&PathBuf>) -> anyhow::Result<PresetCatalog> {

@@ -15,6 +15,7 @@
 //! - [`protection`]: ECS task scale-in protection while jobs are in flight.
 //! - [`service`]: configuration → adapters → a running worker. [`demo`], [`process`], [`cli`]: the commands.
 
+pub mod backfill;
 pub mod cli;
 pub mod consumer;
 pub mod demo;
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod local;
 pub mod metrics;
 pub mod pipeline;
+pub mod presign;
 pub mod process;
 pub mod protection;
 pub mod queue;
