@@ -2,8 +2,11 @@
 # Starts, stops or reports the services the end-to-end tests talk to, on loopback:
 #   moto server (S3 + SQS, with real S3 -> SQS notifications) on 127.0.0.1:${MOTO_PORT:-5000}
 #   Redis on 127.0.0.1:${REDIS_PORT:-6379}
+#   s3s-fs on 127.0.0.1:${S3S_PORT:-5100}: an S3 server that checks signatures and POST policies
+#     (moto accepts any POST upload), for the presigned-upload tests; keys imgfleet / imgfleet-secret
 # Idempotent: a service that already answers is left alone; whatever is missing is installed
-# (moto into a virtualenv, redis-server from Debian's packages) and started in the background.
+# (moto into a virtualenv, redis-server from Debian's packages, s3s-fs with cargo install) and
+# started in the background.
 #   scripts/services.sh start | stop | status
 set -euo pipefail
 
@@ -12,13 +15,25 @@ STATE=${IMGFLEET_STATE:-$ROOT/.services}
 TOOLS=${IMGFLEET_TOOLS:-$HOME/.cache/imgfleet-tools}
 MOTO_PORT=${MOTO_PORT:-5000}
 REDIS_PORT=${REDIS_PORT:-6379}
+S3S_PORT=${S3S_PORT:-5100}
 MOTO_VERSION=5.2.5
+S3S_VERSION=0.14.1
 mkdir -p "$STATE" "$TOOLS"
 
 moto_up() {
   python3 - "$MOTO_PORT" <<'PY' >/dev/null 2>&1
 import sys, urllib.request
 urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/", timeout=2).read()
+PY
+}
+
+s3s_up() { # any HTTP answer (an anonymous request is refused) means it is up
+  python3 - "$S3S_PORT" <<'PY' >/dev/null 2>&1
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=2)
+except urllib.error.HTTPError:
+    pass
 PY
 }
 
@@ -61,6 +76,22 @@ start_redis() {
   echo "services: redis started on 127.0.0.1:$REDIS_PORT"
 }
 
+start_s3s() {
+  if s3s_up; then echo "services: s3s-fs already up on 127.0.0.1:$S3S_PORT"; return; fi
+  local root=$TOOLS/s3s-fs-$S3S_VERSION
+  if [ ! -x "$root/bin/s3s-fs" ]; then
+    echo "services: building s3s-fs $S3S_VERSION into $root (a few minutes)"
+    cargo install -q s3s-fs --version "$S3S_VERSION" --locked --features binary --root "$root" 2>"$STATE/s3s-install.log" \
+      || { cat "$STATE/s3s-install.log" >&2; return 1; }
+  fi
+  mkdir -p "$STATE/s3s-data"
+  nohup "$root/bin/s3s-fs" --host 127.0.0.1 --port "$S3S_PORT" --access-key imgfleet --secret-key imgfleet-secret \
+    "$STATE/s3s-data" >"$STATE/s3s.log" 2>&1 &
+  echo $! >"$STATE/s3s.pid"
+  wait_for s3s-fs s3s_up
+  echo "services: s3s-fs started on 127.0.0.1:$S3S_PORT (pid $(cat "$STATE/s3s.pid"))"
+}
+
 stop_pid() { # name pidfile: stops only what this script started
   [ -f "$2" ] || return 0
   local pid; pid=$(cat "$2")
@@ -69,10 +100,11 @@ stop_pid() { # name pidfile: stops only what this script started
 }
 
 case "${1:-start}" in
-  start) start_moto; start_redis ;;
-  stop) stop_pid moto "$STATE/moto.pid"; stop_pid redis "$STATE/redis.pid" ;;
+  start) start_moto; start_redis; start_s3s ;;
+  stop) stop_pid moto "$STATE/moto.pid"; stop_pid redis "$STATE/redis.pid"; stop_pid s3s-fs "$STATE/s3s.pid" ;;
   status)
     moto_up && echo "moto: up (127.0.0.1:$MOTO_PORT)" || echo "moto: down"
+    s3s_up && echo "s3s-fs: up (127.0.0.1:$S3S_PORT)" || echo "s3s-fs: down"
     redis_up && echo "redis: up (127.0.0.1:$REDIS_PORT)" || echo "redis: down" ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

@@ -341,3 +341,66 @@ async fn a_presigned_post_uploads_straight_to_the_bucket_and_is_processed() {
     worker.shutdown();
     worker.wait().await;
 }
+
+/// S3 itself enforces the policy. moto accepts any POST upload, so this runs against s3s-fs, an S3
+/// server that checks SigV4 POST signatures and policies (started by `scripts/services.sh`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_presigned_post_policy_is_enforced_by_s3() {
+    use imgfleet_worker::presign::{PostPolicyRequest, presign_post};
+    let endpoint = std::env::var("IMGFLEET_TEST_POLICY_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5100".into());
+    let credentials = aws_credential_types::Credentials::new("imgfleet", "imgfleet-secret", None, None, "tests");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(credentials.clone())
+        .load()
+        .await;
+    let s3 = imgfleet_worker::service::s3_client(&sdk);
+    let bucket = format!("policy-{}", std::process::id());
+    if let Err(e) = s3.create_bucket().bucket(&bucket).send().await {
+        assert!(
+            s3.head_bucket().bucket(&bucket).send().await.is_ok(),
+            "s3s-fs at {endpoint}: run scripts/services.sh start ({e:?})"
+        );
+    }
+    let request = PostPolicyRequest {
+        bucket: bucket.clone(),
+        key: "uploads/u/1/me.jpg".into(),
+        content_type: "image/jpeg".into(),
+        max_bytes: 5_000,
+        expires_in: Duration::from_secs(600),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.clone()),
+    };
+    let post = presign_post(&request, &credentials, std::time::SystemTime::now()).unwrap();
+    let form = |post: &imgfleet_worker::presign::PresignedPost| -> Vec<(String, String)> {
+        post.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let refused = |answer: &(u16, String), status: u16, code: &str| {
+        assert_eq!(answer.0, status, "{answer:?}");
+        assert!(answer.1.contains(code), "expected {code}: {answer:?}");
+    };
+
+    // Within the policy: stored.
+    let (status, body) = http_post_form(&post.url, &form(&post), &[7u8; 4_000]).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let head = s3.head_object().bucket(&bucket).key(&request.key).send().await.unwrap();
+    assert_eq!(head.content_length(), Some(4_000));
+
+    // Over the size limit, another content type, a tampered signature, another key, an expired policy.
+    refused(&http_post_form(&post.url, &form(&post), &[7u8; 6_000]).await, 400, "EntityTooLarge");
+    let mut fields = form(&post);
+    fields.iter_mut().filter(|(k, _)| k == "Content-Type").for_each(|(_, v)| *v = "text/html".into());
+    refused(&http_post_form(&post.url, &fields, b"<html>").await, 400, "InvalidPolicyDocument");
+    let mut fields = form(&post);
+    fields.iter_mut().filter(|(k, _)| k == "x-amz-signature").for_each(|(_, v)| *v = "0".repeat(64));
+    refused(&http_post_form(&post.url, &fields, &[7u8; 100]).await, 403, "SignatureDoesNotMatch");
+    let mut fields = form(&post);
+    fields.iter_mut().filter(|(k, _)| k == "key").for_each(|(_, v)| *v = "uploads/someone-else.jpg".into());
+    refused(&http_post_form(&post.url, &fields, &[7u8; 100]).await, 400, "InvalidPolicyDocument");
+    // Signed five minutes ago for one minute (within S3's 15 minutes of allowed clock skew).
+    let short = PostPolicyRequest { expires_in: Duration::from_secs(60), ..request.clone() };
+    let expired = presign_post(&short, &credentials, std::time::SystemTime::now() - Duration::from_secs(300)).unwrap();
+    refused(&http_post_form(&expired.url, &form(&expired), &[7u8; 100]).await, 403, "AccessDenied");
+    assert!(s3.head_object().bucket(&bucket).key("uploads/someone-else.jpg").send().await.is_err());
+}
