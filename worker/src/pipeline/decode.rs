@@ -120,6 +120,32 @@ pub fn check_limits(format: ImageFormat, width: u64, height: u64, limits: &Limit
     Ok(())
 }
 
+/// The SOFn marker of a JPEG, found by walking the segments before the first scan.
+fn jpeg_frame_type(bytes: &[u8]) -> Option<u8> {
+    let mut i = 2;
+    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
+        let marker = bytes[i + 1];
+        match marker {
+            0xFF => i += 1, // fill byte
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return Some(marker),
+            0xDA | 0xD9 => return None,
+            _ => i += 2 + usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]])),
+        }
+    }
+    None
+}
+
+/// What is wrong with a frame type the decoder does not read (baseline, extended and progressive
+/// Huffman-coded JPEGs are read).
+fn unsupported_jpeg_frame(sof: u8) -> Option<&'static str> {
+    match sof {
+        0xC0..=0xC2 => None,
+        0xC3 => Some("lossless JPEG (SOF3) is not supported"),
+        0xC5..=0xC7 => Some("hierarchical JPEG (SOF5-7) is not supported"),
+        _ => Some("arithmetic-coded JPEG (SOF9-15) is not supported"),
+    }
+}
+
 fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let corrupt =
         |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
@@ -128,6 +154,9 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
         .set_max_width(usize::from(u16::MAX))
         .set_max_height(usize::from(u16::MAX))
         .set_strict_mode(true);
+    if let Some(kind) = jpeg_frame_type(bytes).and_then(unsupported_jpeg_frame) {
+        return Err(DecodeError::Unsupported { format: ImageFormat::Jpeg, message: kind.into() });
+    }
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     decoder.decode_headers().map_err(corrupt)?;
     let info = decoder
