@@ -404,3 +404,56 @@ async fn the_presigned_post_policy_is_enforced_by_s3() {
     refused(&http_post_form(&expired.url, &form(&expired), &[7u8; 100]).await, 403, "AccessDenied");
     assert!(s3.head_object().bucket(&bucket).key("uploads/someone-else.jpg").send().await.is_err());
 }
+
+/// Keys that try to climb out of the output prefix: every object the worker writes is under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_source_keys_never_write_outside_the_output_prefix() {
+    let env = Env::new().await;
+    let setup = env.setup("escape", 3, 30).await;
+    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let long = format!("manual/{}.jpg", "x".repeat(1000));
+    let hostile = [
+        "manual/../../../etc/passwd.jpg",
+        "/manual/absolute.jpg",
+        "manual/./dot/../dotdot.jpg",
+        "manual/ctl\u{1}\u{7}\u{1b}[31m.jpg",
+        "manual//double//slash.jpg",
+        "..",
+        long.as_str(),
+    ];
+    for key in hostile {
+        env.upload(&setup.bucket, key, photo(64, 48)).await;
+        let job = serde_json::json!({"v": 1, "bucket": setup.bucket, "key": key});
+        env.send(&setup.queue_url, &job.to_string()).await;
+    }
+    let events =
+        env.wait_events(&setup.stream, WAIT, |e| hostile.iter().all(|k| e.iter().any(|ev| ev.source.key == *k))).await;
+    let long_event = events.iter().find(|e| e.source.key == long).unwrap();
+    assert_eq!(long_event.kind, EventType::Failed, "a rendition key over 1024 bytes is refused");
+    assert_eq!(long_event.error.as_ref().unwrap().kind, imgfleet_shared::ErrorKind::InvalidMessage);
+    for e in events.iter().filter(|e| e.source.key != long) {
+        assert_eq!(e.kind, EventType::Completed, "{e:?}");
+        for r in &e.renditions {
+            assert!(r.key.starts_with("renditions/"), "{} -> {}", e.source.key, r.key);
+            assert!(!r.key.split('/').any(|s| s == ".." || s == "." || s.is_empty()), "{}", r.key);
+            assert!(!r.key.chars().any(char::is_control), "{:?}", r.key);
+        }
+    }
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    // Keys with control characters only list with URL encoding (XML cannot carry them).
+    let listed = env
+        .s3
+        .list_objects_v2()
+        .bucket(&setup.bucket)
+        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> =
+        listed.contents().iter().map(|o| imgfleet_shared::envelope::decode_s3_key(o.key().unwrap()).unwrap()).collect();
+    let written: Vec<&String> = keys.iter().filter(|k| !hostile.contains(&k.as_str())).collect();
+    assert_eq!(written.len(), 6 * (hostile.len() - 1), "{written:#?}");
+    assert!(written.iter().all(|k| k.starts_with("renditions/")), "{written:#?}");
+    worker.shutdown();
+    worker.wait().await;
+}

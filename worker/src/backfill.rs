@@ -142,6 +142,8 @@ pub async fn run(
             .set_start_after(request.start_after.clone().filter(|_| token.is_none()))
             .set_continuation_token(token.clone())
             .max_keys(request.page_size)
+            // Keys may hold characters XML cannot carry; S3 then needs URL encoding.
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .send()
             .await
             .map_err(|e| {
@@ -157,7 +159,7 @@ pub async fn run(
             .iter()
             .filter_map(|o| {
                 Some(Listed {
-                    key: o.key()?.to_owned(),
+                    key: imgfleet_shared::envelope::decode_s3_key(o.key()?).ok()?,
                     size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
                     etag: o.e_tag().map(|t| t.trim_matches('"').to_owned()),
                     modified: o.last_modified().and_then(|t| SystemTime::try_from(*t).ok()),
