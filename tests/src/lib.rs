@@ -6,6 +6,8 @@
 //! `IMGFLEET_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`); `scripts/services.sh start`
 //! starts both.
 
+pub mod proxy;
+
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
 use imgfleet_shared::config::Config;
@@ -49,13 +51,7 @@ impl Env {
     pub async fn new() -> Self {
         let endpoint = std::env::var("IMGFLEET_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
         let redis_url = std::env::var("IMGFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "imgfleet-tests");
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .load()
-            .await;
+        let sdk = sdk_config(&endpoint).await;
         let s3 = imgfleet_worker::service::s3_client(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         if s3.list_buckets().send().await.is_err() {
@@ -179,6 +175,17 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The tests' AWS configuration for `endpoint` (moto, or a fault proxy in front of it).
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "imgfleet-tests");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await
 }
 
 /// An S3 notification body for one record, as S3 sends it (with a sequencer; moto omits it).

@@ -1,5 +1,6 @@
 //! Faults: Redis down, jobs longer than the visibility timeout, SIGTERM while jobs run, readiness
-//! while draining. Nothing may be lost.
+//! while draining, S3 failing and slow, SQS unreachable, a worker killed with SIGKILL mid-job.
+//! Nothing may be lost.
 
 use imgfleet_shared::event::{Event, EventType};
 use imgfleet_tests::*;
@@ -234,6 +235,152 @@ async fn busy_task_holds_ecs_scale_in_protection() {
         assert!(Instant::now() < deadline, "protection never released: {:?}", agent.seen());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    worker.shutdown();
+    worker.wait().await;
+}
+
+/// S3 failing (503 on every request) and then slow: jobs are retried with backoff, none is lost,
+/// and the worker does not hammer S3 while it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_errors_and_slowness_are_retried_without_a_hot_loop() {
+    use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
+    let env = Env::new().await;
+    let setup = env.setup("s3faults", 10, 30).await;
+    let proxy = FaultProxy::start(&env.endpoint).await;
+    let sdk = sdk_config(&proxy.url()).await;
+    let config = env.config(&setup);
+    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
+    let worker = imgfleet_worker::service::start_paced(&config, &sdk, settings).await.unwrap();
+    env.wait_queue_empty(&setup.queue_url, WAIT).await; // the s3:TestEvent
+
+    proxy.set(Service::S3, Fault::Error(503));
+    let outage = Instant::now();
+    let keys: Vec<String> = (0..4).map(|i| format!("uploads/s3down/{i}.jpg")).collect();
+    for k in &keys {
+        env.upload(&setup.bucket, k, photo(320, 240)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let failing = proxy.count(Service::S3, outage);
+    proxy.set(Service::S3, Fault::Delay(Duration::from_millis(400)));
+    let events = env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).len() == keys.len()).await;
+    proxy.set(Service::S3, Fault::Pass);
+    assert_eq!(completed_keys(&events), keys.iter().cloned().collect::<HashSet<_>>());
+    assert!(events.iter().all(|e| e.kind == EventType::Completed && e.attempt >= 2), "{events:#?}");
+    // 4 jobs for 8 s: the SDK's 3 attempts per call, then the message's backoff (1 s, 2 s, 4 s).
+    eprintln!("s3 outage: {failing} S3 requests in 8 s for 4 jobs");
+    assert!(failing >= 4, "the jobs tried S3: {failing}");
+    assert!(failing <= 4 * 3 * 5, "{failing} S3 requests in 8 s of outage: a hot loop");
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    let metrics = http_get(worker.metrics_addr, "/metrics").await.1;
+    assert!(metric(&metrics, "imgfleet_aws_errors_total{operation=\"GetObject\",service=\"s3\"}") >= 4.0, "{metrics}");
+    assert!(metric(&metrics, "imgfleet_jobs_total{outcome=\"retried\"}") >= 4.0);
+    worker.shutdown();
+    worker.wait().await;
+}
+
+/// SQS unreachable for 30 s: the worker stays up, reports not ready, and recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_outage_makes_the_worker_unready_until_it_recovers() {
+    use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
+    let env = Env::new().await;
+    let setup = env.setup("sqsdown", 10, 30).await;
+    let proxy = FaultProxy::start(&env.endpoint).await;
+    let sdk = sdk_config(&proxy.url()).await;
+    let config = env.config(&setup);
+    let mut settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
+    settings.wait = Duration::from_secs(2);
+    let worker = imgfleet_worker::service::start_paced(&config, &sdk, settings).await.unwrap();
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    assert_eq!(http_get(worker.metrics_addr, "/readyz").await.0, 200);
+
+    proxy.set(Service::Sqs, Fault::Drop);
+    let down = Instant::now();
+    let key = "uploads/sqsdown/late.jpg";
+    env.upload(&setup.bucket, key, photo(320, 240)).await;
+    let mut unready_at = None;
+    while down.elapsed() < Duration::from_secs(30) {
+        assert_eq!(http_get(worker.metrics_addr, "/healthz").await.0, 200, "the worker stays up");
+        if unready_at.is_none() && http_get(worker.metrics_addr, "/readyz").await.0 == 503 {
+            unready_at = Some(down.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let unready_at = unready_at.expect("/readyz turned false during the outage");
+    assert!(unready_at < Duration::from_secs(20), "noticed after {unready_at:?}");
+    let during = proxy.count(Service::Sqs, down);
+    assert!(during < 200, "{during} SQS requests in 30 s of outage: a hot loop");
+
+    proxy.set(Service::Sqs, Fault::Pass);
+    let back = Instant::now();
+    env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).contains(key)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(worker.metrics_addr, "/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "/readyz still false after the outage");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("sqs outage: unready after {unready_at:?}, {during} SQS requests, recovered in {:?}", back.elapsed());
+    worker.shutdown();
+    worker.wait().await;
+}
+
+/// `kill -9` mid-job: the message comes back after its visibility timeout and another worker
+/// completes it; the effect is the same keys and one job id, and a duplicate is recognisable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_job_completes_elsewhere_exactly_once() {
+    use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
+    let env = Env::new().await;
+    let setup = env.setup("kill9", 10, 10).await;
+    let proxy = FaultProxy::start(&env.endpoint).await;
+    proxy.set(Service::S3, Fault::Delay(Duration::from_secs(3)));
+    let key = "uploads/kill9/me.jpg";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"))
+        .arg("run")
+        .env("IMGFLEET_QUEUE_URL", &setup.queue_url)
+        .env("IMGFLEET_REDIS_URL", &env.redis_url)
+        .env("IMGFLEET_EVENTS_STREAM", &setup.stream)
+        .env("IMGFLEET_METRICS_ADDR", "127.0.0.1:0")
+        .env("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "10")
+        .env("AWS_ENDPOINT_URL", proxy.url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("worker binary starts");
+    env.upload(&setup.bucket, key, photo(800, 600)).await;
+    // Kill it while it is fetching the source (S3 answers after 3 s).
+    let deadline = Instant::now() + WAIT;
+    while !proxy.seen().iter().any(|s| s.service == Service::S3 && s.method == "GET" && s.path.contains("kill9")) {
+        assert!(Instant::now() < deadline, "the worker never fetched the upload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed = std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    child.wait().unwrap();
+    let killed_at = Instant::now();
+    assert!(read_events(&env.redis_url, &setup.stream).await.is_empty(), "nothing was published before the kill");
+
+    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let events = env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).contains(key)).await;
+    let first = events.iter().find(|e| e.source.key == key).unwrap().clone();
+    assert!(first.attempt >= 2, "delivered again after the visibility timeout: attempt {}", first.attempt);
+    assert!(killed_at.elapsed() >= Duration::from_secs(3), "not before the timeout ran out");
+    assert_eq!(
+        first.job_id,
+        imgfleet_worker::job::job_id(&setup.bucket, key, first.source.etag.as_deref()),
+        "the job id is the object version's"
+    );
+
+    // The same notification delivered once more: the same job id and the same keys, so a consumer
+    // drops it.
+    env.send(&setup.queue_url, &s3_record(&setup.bucket, key, "ObjectCreated:Put", "")).await;
+    let events =
+        env.wait_events(&setup.stream, WAIT, |e| e.iter().filter(|ev| ev.source.key == key).count() == 2).await;
+    let second = events.iter().filter(|e| e.source.key == key).nth(1).unwrap();
+    assert_eq!(second.job_id, first.job_id);
+    let keys = |e: &Event| e.renditions.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(second), keys(&first));
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
     worker.shutdown();
     worker.wait().await;
 }

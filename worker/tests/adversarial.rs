@@ -275,6 +275,17 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn every_adversarial_input_has_its_expected_outcome() {
     let cases = cases();
     assert!(cases.len() >= 30);
+    // scripts/fuzz.sh seeds the pipeline fuzzer with these inputs.
+    if let Result::Ok(dir) = std::env::var("IMGFLEET_FUZZ_SEEDS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes, _) in &cases {
+            std::fs::write(
+                std::path::Path::new(&dir).join(name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")),
+                bytes,
+            )
+            .unwrap();
+        }
+    }
     let mut wrong = Vec::new();
     for (name, bytes, expected) in cases {
         let got = match render_with_watchdog(name, bytes) {
