@@ -177,6 +177,23 @@ impl Env {
     }
 }
 
+/// The `imgfleet` command line (`exe`: this package's `CARGO_BIN_EXE_imgfleet-e2e-worker`) set up
+/// for `setup`: its queue, event stream and Redis, AWS through `endpoint`, metrics on a free port.
+pub fn imgfleet_command(exe: &str, env: &Env, setup: &Setup, endpoint: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(exe);
+    command
+        .env("IMGFLEET_QUEUE_URL", &setup.queue_url)
+        .env("IMGFLEET_REDIS_URL", &env.redis_url)
+        .env("IMGFLEET_EVENTS_STREAM", &setup.stream)
+        .env("IMGFLEET_METRICS_ADDR", "127.0.0.1:0")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("RUST_LOG", "warn");
+    command
+}
+
 /// The tests' AWS configuration for `endpoint` (moto, or a fault proxy in front of it).
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "imgfleet-tests");

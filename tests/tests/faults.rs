@@ -162,20 +162,10 @@ async fn sigterm_finishes_running_jobs_and_loses_nothing() {
     for k in &keys {
         env.upload(&setup.bucket, k, big.clone()).await;
     }
-    let exe = env!("CARGO_BIN_EXE_imgfleet-e2e-worker");
-    let mut child = std::process::Command::new(exe)
+    let mut child = imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), &env, &setup, &env.endpoint)
         .arg("run")
-        .env("IMGFLEET_QUEUE_URL", &setup.queue_url)
-        .env("IMGFLEET_REDIS_URL", &env.redis_url)
-        .env("IMGFLEET_EVENTS_STREAM", &setup.stream)
-        .env("IMGFLEET_METRICS_ADDR", "127.0.0.1:0")
         .env("IMGFLEET_CONCURRENCY", "1")
         .env("IMGFLEET_SHUTDOWN_GRACE_SECS", "20")
-        .env("AWS_ENDPOINT_URL", &env.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("RUST_LOG", "warn")
         .spawn()
         .expect("worker binary starts");
     // Stop it once the first upload is done, while others are queued or running.
@@ -333,18 +323,9 @@ async fn a_killed_worker_s_job_completes_elsewhere_exactly_once() {
     let proxy = FaultProxy::start(&env.endpoint).await;
     proxy.set(Service::S3, Fault::Delay(Duration::from_secs(3)));
     let key = "uploads/kill9/me.jpg";
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"))
+    let mut child = imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), &env, &setup, &proxy.url())
         .arg("run")
-        .env("IMGFLEET_QUEUE_URL", &setup.queue_url)
-        .env("IMGFLEET_REDIS_URL", &env.redis_url)
-        .env("IMGFLEET_EVENTS_STREAM", &setup.stream)
-        .env("IMGFLEET_METRICS_ADDR", "127.0.0.1:0")
         .env("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "10")
-        .env("AWS_ENDPOINT_URL", proxy.url())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("RUST_LOG", "warn")
         .spawn()
         .expect("worker binary starts");
     env.upload(&setup.bucket, key, photo(800, 600)).await;

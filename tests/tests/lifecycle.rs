@@ -128,13 +128,8 @@ async fn a_stale_removal_never_deletes_a_newer_uploads_renditions() {
 
 /// Runs the `imgfleet` command line against the test services; (exit code, stdout, stderr).
 fn imgfleet(env: &Env, setup: &Setup, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"))
+    let out = imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), env, setup, &env.endpoint)
         .args(args)
-        .env("IMGFLEET_QUEUE_URL", &setup.queue_url)
-        .env("AWS_ENDPOINT_URL", &env.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
         .expect("imgfleet runs");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
