@@ -21,4 +21,9 @@ for target in $TARGETS; do
     -max_total_time="$SECS" -timeout=30 -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 \
     | grep -E '^(stat::|==|SUMMARY|INFO: (Loaded|seed corpus|-max_len))|Done|crash|deadly|timeout' || true
 done
-ls fuzz/artifacts/*/ 2>/dev/null && echo "fuzz: findings above" || echo "fuzz: no findings"
+if [ -n "$(find fuzz/artifacts -type f 2>/dev/null)" ]; then
+  find fuzz/artifacts -type f
+  echo "fuzz: findings above: turn each into a regression test"
+  exit 1
+fi
+echo "fuzz: no findings"

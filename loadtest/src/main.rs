@@ -79,6 +79,9 @@ enum Command {
         /// How many photos.
         #[arg(long, value_name = "N", default_value_t = 12)]
         count: usize,
+        /// Make every photo this size (e.g. 7300x5480 for 40 MP) instead of a mix of shapes.
+        #[arg(long, value_name = "WxH", value_parser = parse_size)]
+        size: Option<(u32, u32)>,
     },
 }
 
@@ -169,11 +172,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("deleted {deleted} object(s), bucket s3://{bucket} and queues {queue}, {queue}-dlq");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Samples { out, count } => {
-            let written = samples::write(&out, count)?;
+        Command::Samples { out, count, size } => {
+            let written = samples::write(&out, count, size)?;
             eprintln!("{} sample photos in {}", written.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(|| format!("{text:?} is not WxH"))?;
+    match (w.parse(), h.parse()) {
+        (Ok(w @ 1..=65_535), Ok(h @ 1..=65_535)) => Ok((w, h)),
+        _ => Err(format!("{text:?} is not WxH with sides of 1 to 65535")),
     }
 }
 

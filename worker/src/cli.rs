@@ -126,6 +126,7 @@ struct BackfillArgs {
 
 /// Parses the command line and runs the command; the binary's whole `main`.
 pub fn main() -> ExitCode {
+    crate::memory::return_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -23,6 +23,7 @@ pub mod events;
 pub mod job;
 pub mod keys;
 pub mod local;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod presign;

@@ -300,7 +300,7 @@ mod tests {
         ] {
             assert!(names.contains(&expected.to_owned()), "{expected} missing from {names:?}");
         }
-        assert_eq!(names.len(), 20, "{names:?}");
+        assert_eq!(names.len(), 21, "{names:?}");
         m.jobs.with_label_values(&["completed"]).inc();
         let text = m.render();
         assert!(text.contains("# HELP imgfleet_jobs_total Jobs finished"));

@@ -7,7 +7,6 @@ use super::pixels::Pixels;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use imgfleet_shared::Fit;
-use std::cell::RefCell;
 
 /// Where a rendition comes from in its source, and how big it ends up.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,11 +44,6 @@ pub fn plan(src_w: u32, src_h: u32, box_w: u32, box_h: u32, fit: Fit) -> Plan {
     }
 }
 
-thread_local! {
-    /// fast_image_resize keeps scratch buffers in the Resizer: one per thread, reused across jobs.
-    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
-}
-
 /// Why a resize failed. Only reachable through a bug (plans are always valid), but never a panic.
 #[derive(Debug, thiserror::Error)]
 #[error("resize failed: {0}")]
@@ -72,7 +66,7 @@ pub fn resize(src: &Pixels, plan: &Plan) -> Result<Pixels, ResizeError> {
     let mut dst = Image::new(plan.width, plan.height, pixel_type);
     let (left, top, w, h) = plan.crop;
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)).crop(left, top, w, h);
-    RESIZER.with_borrow_mut(|r| r.resize(&view, &mut dst, &options)).map_err(|e| err(&e))?;
+    Resizer::new().resize(&view, &mut dst, &options).map_err(|e| err(&e))?;
     Ok(Pixels::new(plan.width, plan.height, src.channels, dst.into_vec()))
 }
 
