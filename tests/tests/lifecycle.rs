@@ -168,10 +168,10 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
     let preset = catalog.default_preset().clone();
     let store = S3Store::new(env.s3.clone());
 
-    // 200 sources under legacy/ (not notified), by i % 10: 0–3 done, 4 made by an older preset,
+    // 300 sources under legacy/ (not notified), by i % 10: 0–3 done, 4 made by an older preset,
     // 5 made from an earlier upload of the key, 6 half done, 7–9 never processed.
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..200u32 {
+    for i in 0..300u32 {
         let (store, preset, bucket) = (store.clone(), preset.clone(), bucket.clone());
         tasks.spawn(async move {
             let key = format!("legacy/u/{i:03}/photo.jpg");
@@ -203,7 +203,7 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
     }
     env.upload(&bucket, "legacy/empty-folder/", vec![]).await;
     let needs: Vec<String> =
-        (0..200u32).filter(|i| i % 10 >= 4).map(|i| format!("legacy/u/{i:03}/photo.jpg")).collect();
+        (0..300u32).filter(|i| i % 10 >= 4).map(|i| format!("legacy/u/{i:03}/photo.jpg")).collect();
 
     // A dry run over the whole bucket, in pages of 50: renditions and the folder marker are skipped.
     let request = imgfleet_worker::backfill::BackfillRequest {
@@ -228,8 +228,8 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
     let mut seen = 0;
     let dry = imgfleet_worker::backfill::run(&env.s3, &env.sqs, &request, &stop, |_| seen += 1).await.unwrap();
     assert!(seen > 4, "progress is reported along the way");
-    assert_eq!((dry.up_to_date, dry.missing, dry.stale, dry.enqueued), (80, 80, 40, 0), "{dry:?}");
-    assert_eq!(dry.listed, dry.skipped + 200);
+    assert_eq!((dry.up_to_date, dry.missing, dry.stale, dry.enqueued), (120, 120, 60, 0), "{dry:?}");
+    assert_eq!(dry.listed, dry.skipped + 300);
     assert!(dry.complete);
     assert_eq!(env.queue_counts(&setup.queue_url).await, (0, 0), "a dry run sends nothing");
 
@@ -262,7 +262,7 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
     assert_eq!(code, 0, "{err}");
     let second: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(second["complete"].as_bool(), Some(true), "{out}");
-    assert_eq!(first["listed"].as_u64().unwrap() + second["listed"].as_u64().unwrap(), 201, "every key listed once");
+    assert_eq!(first["listed"].as_u64().unwrap() + second["listed"].as_u64().unwrap(), 301, "every key listed once");
     let enqueued_second = second["enqueued"].as_u64().unwrap();
     assert_eq!(first["enqueued"].as_u64().unwrap() + enqueued_second, needs.len() as u64);
     // Paced: batches of 10 at 100 messages a second.
@@ -290,7 +290,7 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
     );
     assert_eq!(code, 0, "{err}");
     let none: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((none["skipped"].as_u64(), none["enqueued"].as_u64()), (Some(201), Some(0)), "{out}");
+    assert_eq!((none["skipped"].as_u64(), none["enqueued"].as_u64()), (Some(301), Some(0)), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
