@@ -177,6 +177,19 @@ impl Env {
     }
 }
 
+/// Polls `check` every 100 ms until it holds; fails the test with `what` after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The `imgfleet` command line (`exe`: this package's `CARGO_BIN_EXE_imgfleet-e2e-worker`) set up
 /// for `setup`: its queue, event stream and Redis, AWS through `endpoint`, metrics on a free port.
 pub fn imgfleet_command(exe: &str, env: &Env, setup: &Setup, endpoint: &str) -> std::process::Command {

@@ -3,7 +3,9 @@
 //! Nothing may be lost.
 
 use imgfleet_shared::event::{Event, EventType};
+use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
 use imgfleet_tests::*;
+use imgfleet_worker::service::RunningWorker;
 use imgfleet_worker::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, S3Store, StoreError};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -129,17 +131,12 @@ async fn readyz_turns_false_while_draining() {
     let store =
         SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(4) };
     let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    while http_get(worker.metrics_addr, "/readyz").await.0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(WAIT, "never ready", || async { http_get(worker.metrics_addr, "/readyz").await.0 == 200 }).await;
     assert_eq!(http_get(worker.metrics_addr, "/healthz").await.0, 200);
     env.upload(&setup.bucket, "uploads/drain.jpg", photo(300, 200)).await;
-    while metric(&http_get(worker.metrics_addr, "/metrics").await.1, "imgfleet_jobs_in_flight") < 1.0 {
-        assert!(Instant::now() < deadline, "job never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let started =
+        || async { metric(&http_get(worker.metrics_addr, "/metrics").await.1, "imgfleet_jobs_in_flight") >= 1.0 };
+    eventually(WAIT, "job never started", started).await;
     worker.shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _) = http_get(worker.metrics_addr, "/readyz").await;
@@ -220,28 +217,32 @@ async fn busy_task_holds_ecs_scale_in_protection() {
         "{enabled:?}"
     );
     // Given up once idle.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !agent.seen().last().is_some_and(|r| r.contains(r#""ProtectionEnabled":false"#)) {
-        assert!(Instant::now() < deadline, "protection never released: {:?}", agent.seen());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let released = || async { agent.seen().last().is_some_and(|r| r.contains(r#""ProtectionEnabled":false"#)) };
+    eventually(Duration::from_secs(20), "protection never released", released).await;
     worker.shutdown();
     worker.wait().await;
+}
+
+/// A worker whose S3 and SQS calls go through a fault proxy (retries paced from 1 s, long polls of
+/// `wait`), once the s3:TestEvent is out of the way.
+async fn behind_proxy(env: &Env, name: &str, wait: Duration) -> (Setup, FaultProxy, RunningWorker) {
+    let setup = env.setup(name, 10, 30).await;
+    let proxy = FaultProxy::start(&env.endpoint).await;
+    let sdk = sdk_config(&proxy.url()).await;
+    let config = env.config(&setup);
+    let mut settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
+    settings.wait = wait;
+    let worker = imgfleet_worker::service::start_paced(&config, &sdk, settings).await.unwrap();
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    (setup, proxy, worker)
 }
 
 /// S3 failing (503 on every request) and then slow: jobs are retried with backoff, none is lost,
 /// and the worker does not hammer S3 while it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_errors_and_slowness_are_retried_without_a_hot_loop() {
-    use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
     let env = Env::new().await;
-    let setup = env.setup("s3faults", 10, 30).await;
-    let proxy = FaultProxy::start(&env.endpoint).await;
-    let sdk = sdk_config(&proxy.url()).await;
-    let config = env.config(&setup);
-    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
-    let worker = imgfleet_worker::service::start_paced(&config, &sdk, settings).await.unwrap();
-    env.wait_queue_empty(&setup.queue_url, WAIT).await; // the s3:TestEvent
+    let (setup, proxy, worker) = behind_proxy(&env, "s3faults", Duration::from_secs(20)).await;
 
     proxy.set(Service::S3, Fault::Error(503));
     let outage = Instant::now();
@@ -271,16 +272,8 @@ async fn s3_errors_and_slowness_are_retried_without_a_hot_loop() {
 /// SQS unreachable for 30 s: the worker stays up, reports not ready, and recovers by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_outage_makes_the_worker_unready_until_it_recovers() {
-    use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
     let env = Env::new().await;
-    let setup = env.setup("sqsdown", 10, 30).await;
-    let proxy = FaultProxy::start(&env.endpoint).await;
-    let sdk = sdk_config(&proxy.url()).await;
-    let config = env.config(&setup);
-    let mut settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
-    settings.wait = Duration::from_secs(2);
-    let worker = imgfleet_worker::service::start_paced(&config, &sdk, settings).await.unwrap();
-    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    let (setup, proxy, worker) = behind_proxy(&env, "sqsdown", Duration::from_secs(2)).await;
     assert_eq!(http_get(worker.metrics_addr, "/readyz").await.0, 200);
 
     proxy.set(Service::Sqs, Fault::Drop);
@@ -303,11 +296,8 @@ async fn sqs_outage_makes_the_worker_unready_until_it_recovers() {
     proxy.set(Service::Sqs, Fault::Pass);
     let back = Instant::now();
     env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).contains(key)).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_get(worker.metrics_addr, "/readyz").await.0 != 200 {
-        assert!(Instant::now() < deadline, "/readyz still false after the outage");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ready = || async { http_get(worker.metrics_addr, "/readyz").await.0 == 200 };
+    eventually(Duration::from_secs(20), "/readyz still false after the outage", ready).await;
     eprintln!("sqs outage: unready after {unready_at:?}, {during} SQS requests, recovered in {:?}", back.elapsed());
     worker.shutdown();
     worker.wait().await;
@@ -317,7 +307,6 @@ async fn sqs_outage_makes_the_worker_unready_until_it_recovers() {
 /// completes it; the effect is the same keys and one job id, and a duplicate is recognisable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_s_job_completes_elsewhere_exactly_once() {
-    use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
     let env = Env::new().await;
     let setup = env.setup("kill9", 10, 10).await;
     let proxy = FaultProxy::start(&env.endpoint).await;
@@ -330,11 +319,10 @@ async fn a_killed_worker_s_job_completes_elsewhere_exactly_once() {
         .expect("worker binary starts");
     env.upload(&setup.bucket, key, photo(800, 600)).await;
     // Kill it while it is fetching the source (S3 answers after 3 s).
-    let deadline = Instant::now() + WAIT;
-    while !proxy.seen().iter().any(|s| s.service == Service::S3 && s.method == "GET" && s.path.contains("kill9")) {
-        assert!(Instant::now() < deadline, "the worker never fetched the upload");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let fetching = || async {
+        proxy.seen().iter().any(|s| s.service == Service::S3 && s.method == "GET" && s.path.contains("kill9"))
+    };
+    eventually(WAIT, "the worker never fetched the upload", fetching).await;
     let killed = std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     child.wait().unwrap();

@@ -210,11 +210,10 @@ async fn poison_message_ends_in_the_dead_letter_queue() {
     let worker = imgfleet_worker::service::start_paced(&config, &env.sdk, settings).await.unwrap();
     env.send(&setup.queue_url, "this is not a message imgfleet understands").await;
 
-    let deadline = std::time::Instant::now() + WAIT;
-    while env.queue_counts(&setup.dlq_url).await.0 < 1 {
-        assert!(std::time::Instant::now() < deadline, "poison message never reached the DLQ");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    eventually(WAIT, "poison message never reached the DLQ", || async {
+        env.queue_counts(&setup.dlq_url).await.0 >= 1
+    })
+    .await;
     let events = env.events(&setup.stream).await;
     let failed: Vec<_> =
         events.iter().filter(|e| e.error.as_ref().is_some_and(|x| x.kind == ErrorKind::InvalidMessage)).collect();

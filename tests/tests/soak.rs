@@ -74,11 +74,8 @@ async fn a_thousand_uploads_with_a_worker_killed_midway_lose_nothing() {
     );
 
     // The dead-letter queue holds exactly the poison messages.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while env.queue_counts(&setup.dlq_url).await.0 < poison.len() as i64 {
-        assert!(Instant::now() < deadline, "poison messages did not all reach the dead-letter queue");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let all_dead = || async { env.queue_counts(&setup.dlq_url).await.0 >= poison.len() as i64 };
+    eventually(Duration::from_secs(120), "poison messages did not all reach the dead-letter queue", all_dead).await;
     let mut dead = Vec::new();
     while let Some(batch) = env
         .sqs

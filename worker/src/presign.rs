@@ -73,9 +73,9 @@ pub fn presign_post(
     if request.key.is_empty() {
         return Err(PresignError::Key);
     }
-    let (date, stamp) = (format_time(now, "%Y%m%d"), format_time(now, "%Y%m%dT%H%M%SZ"));
+    let (date, stamp) = sigv4_times(now);
     let credential = format!("{}/{date}/{}/s3/aws4_request", credentials.access_key_id(), request.region);
-    let expires_at = format_time(now + request.expires_in, "%Y-%m-%dT%H:%M:%S.000Z");
+    let expires_at = rfc3339(now + request.expires_in).replace('Z', ".000Z");
 
     let mut fields = BTreeMap::from([
         ("key".to_owned(), request.key.clone()),
@@ -122,31 +122,17 @@ pub fn parse_expiry(text: &str) -> Result<Duration, PresignError> {
     if d.is_zero() || d > MAX_EXPIRY { Err(PresignError::Expiry) } else { Ok(d) }
 }
 
-/// Formats a UTC time with `%Y %m %d %H %M %S` only.
-fn format_time(t: SystemTime, pattern: &str) -> String {
+/// A time as RFC 3339 in UTC, to the second: `2015-12-29T00:15:00Z`.
+fn rfc3339(t: SystemTime) -> String {
+    use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    pattern
-        .replace("%Y", &format!("{y:04}"))
-        .replace("%m", &format!("{m:02}"))
-        .replace("%d", &format!("{d:02}"))
-        .replace("%H", &format!("{:02}", rest / 3600))
-        .replace("%M", &format!("{:02}", rest % 3600 / 60))
-        .replace("%S", &format!("{:02}", rest % 60))
+    DateTime::from_secs(i64::try_from(secs).unwrap_or(i64::MAX)).fmt(DateTimeFormat::DateTime).unwrap_or_default()
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// SigV4's date (`20151229`) and timestamp (`20151229T000000Z`).
+fn sigv4_times(t: SystemTime) -> (String, String) {
+    let stamp = rfc3339(t).replace(['-', ':'], "");
+    (stamp[..8].to_owned(), stamp)
 }
 
 #[cfg(test)]
@@ -168,9 +154,9 @@ mod tests {
     #[test]
     fn times_format_in_utc() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_451_347_200); // 2015-12-29T00:00:00Z
-        assert_eq!(format_time(t, "%Y%m%dT%H%M%SZ"), "20151229T000000Z");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_210_096); // 2024-02-29T12:34:56Z
-        assert_eq!(format_time(leap, "%Y-%m-%dT%H:%M:%S"), "2024-02-29T12:34:56");
+        assert_eq!(sigv4_times(t), ("20151229".to_owned(), "20151229T000000Z".to_owned()));
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_millis(1_709_210_096_700); // 2024-02-29T12:34:56.7Z
+        assert_eq!(rfc3339(leap), "2024-02-29T12:34:56Z");
     }
 
     #[test]
