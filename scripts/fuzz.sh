@@ -19,7 +19,7 @@ for target in $TARGETS; do
   echo "fuzz: $target for ${SECS}s"
   cargo +nightly fuzz run "$target" "$CORPUS/$target" -- \
     -max_total_time="$SECS" -timeout=30 -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 \
-    | grep -E '^(stat::|==|SUMMARY|INFO: (Loaded|seed corpus|-max_len))|Done|crash|deadly|timeout' || true
+    | grep -E "^(stat::|==|SUMMARY|INFO: (seed corpus|-max_len))|Done|crash|deadly|timeout|panicked" || true
 done
 if [ -n "$(find fuzz/artifacts -type f 2>/dev/null)" ]; then
   find fuzz/artifacts -type f

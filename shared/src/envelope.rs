@@ -99,6 +99,8 @@ const DIRECT_JOB_EVENT_NAME: &str = "Job";
 const DIRECT_DELETE_EVENT_NAME: &str = "Delete";
 /// How many characters of an input string an error message quotes.
 const PREVIEW_CHARS: usize = 80;
+/// How many characters of a JSON parser's message an error keeps.
+const DETAIL_CHARS: usize = 240;
 /// How many top-level field names an unknown-shape hint lists.
 const HINT_MAX_FIELDS: usize = 8;
 
@@ -217,7 +219,7 @@ pub enum ParseError {
     #[error("message body is empty")]
     Empty,
     /// The body is not JSON.
-    #[error("not valid JSON: {0}")]
+    #[error("not valid JSON: {}", bounded(&.0.to_string()))]
     NotJson(serde_json::Error),
     /// JSON, but none of the accepted shapes; `hint` describes what it was.
     #[error("unrecognised message shape: {hint}")]
@@ -226,7 +228,7 @@ pub enum ParseError {
         hint: String,
     },
     /// A recognised shape with a field of the wrong JSON type.
-    #[error("malformed {shape}: {detail}")]
+    #[error("malformed {shape}: {}", bounded(&.detail.to_string()))]
     Malformed {
         /// The shape it was recognised as.
         shape: &'static str,
@@ -434,6 +436,13 @@ fn describe_object(object: &Map<String, Value>) -> String {
          `detail-type` (EventBridge), `Event` (s3:TestEvent) or `v` (direct job)",
         fields.join(", ")
     )
+}
+
+/// Cuts a parser's message (which may quote a whole input string) to a bounded length.
+fn bounded(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(DETAIL_CHARS).collect();
+    if chars.next().is_some() { format!("{head}…") } else { head }
 }
 
 /// Quotes the start of an input string for an error message.

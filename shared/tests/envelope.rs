@@ -472,6 +472,24 @@ fn long_inputs_are_truncated_in_errors() {
     assert!(message.contains('…'));
 }
 
+/// Found by the `envelope` fuzz target: serde's message for a field of the wrong type quotes the
+/// whole value, which reached failure events and logs unbounded.
+#[test]
+fn a_long_value_of_the_wrong_type_is_not_echoed_whole() {
+    let long = format!(" ,{}E-11111,{}", "1".repeat(5_000), "i".repeat(5_000));
+    for body in [
+        serde_json::json!({"v": 1, "bucket": long, "key": "k", "size": long}).to_string(),
+        serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": long, "s3": long}]}).to_string(),
+        format!("{{\"v\": 1, \"bucket\": \"{long}"),
+    ] {
+        let message = error_of(&body);
+        assert!(message.len() < 400, "error message is {} bytes: {message}", message.len());
+    }
+    let crash = "{\n  \"v\": \n \" ,11111111iiiiiiiiiiiiii~iiiiaws11NNNNNNNNNNNNNNNNNN1111111111111111111000861293337707602830E-11111,";
+    let message = error_of(&format!("{crash}{}\"}}", "1111111111111E-11,".repeat(120)));
+    assert!(message.len() < 400 && message.contains('…'), "{message}");
+}
+
 #[test]
 fn object_ref_round_trips_through_serde() {
     let request = single("s3_multipart_upload.json");
