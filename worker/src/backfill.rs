@@ -60,7 +60,8 @@ pub struct BackfillRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BackfillSummary {
     pub listed: u64,
-    /// Outside the filters: output keys, other extensions, older than `since`, empty, too large.
+    /// Outside the filters: output keys, other extensions, older than `since`, empty, too large, or a
+    /// key too long for any rendition key.
     pub skipped: u64,
     pub up_to_date: u64,
     pub missing: u64,
@@ -171,8 +172,7 @@ pub async fn run(
         }
         let checks = futures_util::stream::iter(objects)
             .map(|o| async {
-                let need =
-                    if wanted(request, &o) { Some(check(&store, request, &fingerprint, &o).await?) } else { None };
+                let need = if wanted(request, &o) { check(&store, request, &fingerprint, &o).await? } else { None };
                 anyhow::Ok((o, need))
             })
             .buffered(CHECKS_IN_FLIGHT);
@@ -236,16 +236,22 @@ fn wanted(request: &BackfillRequest, o: &Listed) -> bool {
 }
 
 /// HEADs every key the preset writes for `o`.
-async fn check(store: &S3Store, request: &BackfillRequest, fingerprint: &str, o: &Listed) -> anyhow::Result<Need> {
+/// `None` when no rendition key can be made for it (too long): the worker would refuse it, so it is skipped.
+async fn check(
+    store: &S3Store,
+    request: &BackfillRequest,
+    fingerprint: &str,
+    o: &Listed,
+) -> anyhow::Result<Option<Need>> {
     let bucket = request.output_bucket.as_deref().unwrap_or(&request.bucket);
     let Ok(keys) = keys::preset_keys(&request.key_template, &request.output_prefix, &o.key, &request.preset) else {
-        return Ok(Need::UpToDate); // no key can be made: the worker would reject it, nothing to enqueue
+        return Ok(None);
     };
     let heads = futures_util::future::join_all(keys.iter().map(|k| store.head(bucket, k))).await;
     let mut need = Need::UpToDate;
     for head in heads {
         match head.context("reading rendition metadata")? {
-            None => return Ok(Need::Missing),
+            None => return Ok(Some(Need::Missing)),
             Some(Head { metadata, .. }) => {
                 let current = metadata.get(META_PRESET_FINGERPRINT).is_some_and(|f| f == fingerprint)
                     && (o.etag.is_none() || metadata.get(META_SOURCE_ETAG) == o.etag.as_ref());
@@ -255,7 +261,7 @@ async fn check(store: &S3Store, request: &BackfillRequest, fingerprint: &str, o:
             }
         }
     }
-    Ok(need)
+    Ok(Some(need))
 }
 
 /// Sends `batch` as one `SendMessageBatch` (paced), unless this is a dry run.
