@@ -784,19 +784,28 @@ pub fn encode_s3_key(key: &str) -> String {
 /// The body S3 sends to SQS for one `ObjectCreated:Put` (used by `imgfleet demo` and the load test).
 #[must_use]
 pub fn s3_put_notification(bucket: &str, object: &ObjectRef, event_time: &str) -> String {
-    serde_json::json!({
+    s3_notification(bucket, object, "ObjectCreated:Put", event_time)
+}
+
+/// The body S3 sends to SQS for one event on `object` (its sequencer included when it has one).
+#[must_use]
+pub fn s3_notification(bucket: &str, object: &ObjectRef, event_name: &str, event_time: &str) -> String {
+    let mut body = serde_json::json!({
         "Records": [{
             "eventVersion": "2.1",
             "eventSource": "aws:s3",
             "awsRegion": "us-east-1",
             "eventTime": event_time,
-            "eventName": "ObjectCreated:Put",
+            "eventName": event_name,
             "s3": {
                 "s3SchemaVersion": "1.0",
                 "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
                 "object": {"key": encode_s3_key(&object.key), "size": object.size, "eTag": object.etag}
             }
         }]
-    })
-    .to_string()
+    });
+    if let Some(sequencer) = &object.sequencer {
+        body["Records"][0]["s3"]["object"]["sequencer"] = sequencer.clone().into();
+    }
+    body.to_string()
 }

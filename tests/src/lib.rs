@@ -218,15 +218,37 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// An S3 notification body for one record, as S3 sends it (with a sequencer; moto omits it).
+/// An S3 notification body for one record, as S3 sends it: with a sequencer (moto omits it), or
+/// none when `sequencer` is empty.
 pub fn s3_record(bucket: &str, key: &str, event_name: &str, sequencer: &str) -> String {
-    serde_json::json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-30T00:00:00.000Z", "eventName": event_name,
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket},
-               "object": {"key": imgfleet_shared::envelope::encode_s3_key(key), "sequencer": sequencer}}
-    }]})
-    .to_string()
+    let object = imgfleet_shared::envelope::ObjectRef {
+        bucket: bucket.into(),
+        key: key.into(),
+        sequencer: Some(sequencer.to_owned()).filter(|s| !s.is_empty()),
+        ..Default::default()
+    };
+    imgfleet_shared::envelope::s3_notification(bucket, &object, event_name, "2026-11-30T00:00:00.000Z")
+}
+
+/// Every message on `queue_url`, received and deleted.
+pub async fn drain(env: &Env, queue_url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let out = env.sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.unwrap();
+        if out.messages().is_empty() {
+            return bodies;
+        }
+        for m in out.messages() {
+            bodies.push(m.body().unwrap_or_default().to_owned());
+            env.sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
 }
 
 /// Reads a whole stream with XRANGE.

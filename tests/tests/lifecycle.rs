@@ -136,27 +136,6 @@ fn imgfleet(env: &Env, setup: &Setup, args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
-/// Every message on the queue, received and deleted.
-async fn drain(env: &Env, queue_url: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
-    loop {
-        let out = env.sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.unwrap();
-        if out.messages().is_empty() {
-            return bodies;
-        }
-        for m in out.messages() {
-            bodies.push(m.body().unwrap_or_default().to_owned());
-            env.sqs
-                .delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
     use imgfleet_worker::storage::{ObjectStore, PutOptions, S3Store};

@@ -76,21 +76,7 @@ async fn a_thousand_uploads_with_a_worker_killed_midway_lose_nothing() {
     // The dead-letter queue holds exactly the poison messages.
     let all_dead = || async { env.queue_counts(&setup.dlq_url).await.0 >= poison.len() as i64 };
     eventually(Duration::from_secs(120), "poison messages did not all reach the dead-letter queue", all_dead).await;
-    let mut dead = Vec::new();
-    while let Some(batch) = env
-        .sqs
-        .receive_message()
-        .queue_url(&setup.dlq_url)
-        .max_number_of_messages(10)
-        .visibility_timeout(60)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .filter(|m| !m.is_empty())
-    {
-        dead.extend(batch.into_iter().filter_map(|m| m.body));
-    }
+    let mut dead = drain(&env, &setup.dlq_url).await;
     dead.sort();
     assert_eq!(dead, poison);
     assert_eq!(env.queue_counts(&setup.queue_url).await, (0, 0), "nothing stuck in flight");

@@ -304,7 +304,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         Ok(planned)
     }
 
-    fn count_s3_error(&self, e: &StoreError) {
+    pub(crate) fn count_s3_error(&self, e: &StoreError) {
         if let Some(op) = e.operation() {
             self.metrics.aws_errors.with_label_values(&["s3", op]).inc();
         }

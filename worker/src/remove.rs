@@ -53,9 +53,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
                 self.publish(event, Outcome::Deleted).await
             }
             Err(e) => {
-                if let Some(op) = e.operation() {
-                    self.metrics.aws_errors.with_label_values(&["s3", op]).inc();
-                }
+                self.count_s3_error(&e);
                 Outcome::Retry { kind: ErrorKind::Storage, message: e.to_string() }
             }
         }

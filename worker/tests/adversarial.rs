@@ -93,10 +93,8 @@ fn png_many_idats(png: &[u8]) -> Vec<u8> {
     out
 }
 
-/// zlib stream of `n` zero bytes (stored deflate blocks are too big; use flate2-free RLE-ish:
-/// a fixed-Huffman stream compresses zeros only ~8:1, so build it with the png crate's encoder).
+/// A zlib stream that inflates to about `n` zero bytes: the IDAT of a PNG of zeros.
 fn deflated_zeros(n: usize) -> Vec<u8> {
-    // A PNG encoder compresses a zero image; lift its zlib stream.
     let w = 4096u32;
     let h = (n / (w as usize * 3)).max(1) as u32;
     let png = png_of(&vec![0u8; (w * h * 3) as usize], w, h, png::ColorType::Rgb, png::BitDepth::Eight, None);
@@ -113,16 +111,6 @@ fn webp_lossless_alpha(w: u32, h: u32) -> Vec<u8> {
     let rgba: Vec<u8> =
         photo_rgb(w, h).chunks(3).enumerate().flat_map(|(i, p)| [p[0], p[1], p[2], (i % 256) as u8]).collect();
     webp::Encoder::from_rgba(&rgba, w, h).encode_lossless().to_vec()
-}
-
-/// A simple lossy WebP whose VP8 key frame header claims 16383 x 16383 (the format's maximum).
-fn webp_frame_bomb(lossy: &[u8]) -> Vec<u8> {
-    let mut out = lossy.to_vec();
-    assert_eq!(&out[12..16], b"VP8 ");
-    assert_eq!(&out[23..26], &[0x9D, 0x01, 0x2A], "VP8 start code");
-    out[26..28].copy_from_slice(&0x3FFFu16.to_le_bytes());
-    out[28..30].copy_from_slice(&0x3FFFu16.to_le_bytes());
-    out
 }
 
 /// A RIFF chunk.

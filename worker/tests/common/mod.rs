@@ -175,6 +175,17 @@ pub fn webp_chunks(webp: &[u8]) -> Vec<String> {
     names
 }
 
+/// A simple lossy WebP (RIFF + one `VP8 ` chunk) whose key frame header claims 16383 x 16383, the
+/// format's maximum.
+pub fn webp_frame_bomb(lossy: &[u8]) -> Vec<u8> {
+    let mut out = lossy.to_vec();
+    assert_eq!(&out[12..16], b"VP8 ");
+    assert_eq!(&out[23..26], &[0x9D, 0x01, 0x2A], "VP8 start code");
+    out[26..28].copy_from_slice(&0x3FFFu16.to_le_bytes());
+    out[28..30].copy_from_slice(&0x3FFFu16.to_le_bytes());
+    out
+}
+
 /// Decodes a JPEG output to (width, height, RGB).
 pub fn decode_jpeg(data: &[u8]) -> (u32, u32, Vec<u8>) {
     let mut d = zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(data));
