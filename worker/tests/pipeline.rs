@@ -315,6 +315,39 @@ fn cascade_matches_a_direct_resize() {
 }
 
 #[test]
+fn shrink_before_lanczos_matches_a_direct_resize() {
+    // A large source is box-shrunk by a whole factor before Lanczos3; every rendition must stay
+    // close to Lanczos3 straight from the full-size RGB image: RGB pixels (PNG, WebP) and the raw
+    // planes of a 4:2:0 JPEG, whose chroma renditions also come out at half size.
+    use imgfleet_worker::pipeline::decode::{Raster, decode};
+    let (w, h) = (3000u32, 2000u32);
+    let rgb = photo_rgb(w, h);
+    let full = Pixels::new(w, h, 3, rgb.clone());
+    let preset = Preset::default_profile();
+    let mut jpeg = Vec::new();
+    let mut e = jpeg_encoder::Encoder::new(&mut jpeg, 95);
+    e.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    e.encode(&rgb, w as u16, h as u16, ColorType::Rgb).unwrap();
+    let planes = decode(&jpeg, ImageFormat::Jpeg, &Default::default()).unwrap().raster;
+    assert!(matches!(planes, Raster::Ycc(_)));
+    let (_, _, decoded) = decode_jpeg(&jpeg);
+    let decoded = Pixels::new(w, h, 3, decoded);
+    // The large rendition needs 800/3000 of the source: shrunk by 3 before Lanczos3.
+    let (shrunk, k) = resize::shrink(&full.clone().into(), 800.0 / 3000.0).unwrap();
+    assert_eq!((k, shrunk.width(), shrunk.height()), (3, 1000, 667));
+    assert!(resize::shrink(&full.clone().into(), 0.51).is_none(), "less than 2x: left alone");
+    for (source, reference, min_db) in [(Raster::from(full.clone()), &full, 38.0), (planes, &decoded, 36.0)] {
+        let made = pipeline::resize_all(&source, &preset, 1).unwrap();
+        for (spec, got) in preset.renditions.iter().zip(&made.renditions) {
+            let want = resize::resize(reference, &resize::plan(w, h, spec.width, spec.height, spec.fit)).unwrap();
+            assert_eq!((got.width, got.height), (want.width, want.height));
+            let db = psnr(&got.data, &want.data);
+            assert!(db >= min_db, "{}: shrunk then resized vs direct: {db:.1} dB", spec.name);
+        }
+    }
+}
+
+#[test]
 fn custom_presets_are_honoured() {
     let text = r#"
         [[presets]]

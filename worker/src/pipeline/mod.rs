@@ -2,10 +2,12 @@
 //!
 //! `sniff → decode → resize → orient (+ colour) → encode`, plain synchronous code with no I/O, no
 //! async runtime and no metrics: callers time and report around [`render`]. The image is decoded
-//! once; every rendition comes from that one decode. Renditions are planned in the stored
-//! orientation and made largest first: a smaller one is resized from an already made full-frame
-//! (`inside`) rendition when that has at least [`CASCADE_MIN_RATIO`] times the pixels it needs per
-//! side, otherwise from the full image. Each result is then turned upright and encoded.
+//! once; every rendition comes from that one decode. A source larger than twice what its largest
+//! rendition needs is first box-shrunk by a whole factor ([`SHRINK_MARGIN`]), as a JPEG decoder's
+//! shrink-on-load would. Renditions are planned in the stored orientation and made largest first: a
+//! smaller one is resized from an already made full-frame (`inside`) rendition when that has at
+//! least [`CASCADE_MIN_RATIO`] times the pixels it needs per side, otherwise from the (shrunk)
+//! source. Each result is then turned upright and encoded.
 
 pub mod colour;
 pub mod decode;
@@ -27,6 +29,11 @@ use std::time::Instant;
 /// A smaller rendition is cut from a larger full-frame one only if that has this many times the
 /// pixels it needs on each side; the cascade's quality is checked against a direct resize in tests.
 pub const CASCADE_MIN_RATIO: f64 = 1.5;
+
+/// Before Lanczos3, a source is box-shrunk ([`resize::shrink`]) by the largest whole factor that
+/// leaves it at least this many times the size its largest rendition needs. Checked against a
+/// direct resize in tests; measured in docs/performance.md.
+pub const SHRINK_MARGIN: f64 = 1.0;
 
 /// Settings of a render that are not part of the preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +204,17 @@ pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<M
         .iter()
         .map(|r| transposed_plan(src_w, src_h, r.width, r.height, r.fit, orientation))
         .collect();
+    // The most any rendition needs of the source per side; a large source is box-shrunk first.
+    let need =
+        plans.iter().map(|p| (f64::from(p.width) / p.crop.2).max(f64::from(p.height) / p.crop.3)).fold(0.0, f64::max);
+    let shrunk = match source {
+        Raster::Pixels(p) if p.has_alpha() => None,
+        _ => resize::shrink(source, need * SHRINK_MARGIN),
+    };
+    let (base, scale) = match &shrunk {
+        Some((s, k)) => (s, 1.0 / f64::from(*k)),
+        None => (source, 1.0),
+    };
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
 
@@ -210,7 +228,7 @@ pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<M
         });
         let pixels = match cascade {
             Some((frame, p)) => resize::resize(frame, &p)?,
-            None => resize::resize_raster(source, &plan)?,
+            None => resize::resize_raster(base, &plan.scaled(scale, scale))?,
         };
         let full_frame = plan.crop == (0.0, 0.0, f64::from(src_w), f64::from(src_h));
         if full_frame && (pixels.width < src_w || pixels.height < src_h) {
@@ -224,13 +242,10 @@ pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<M
 
 /// Maps a plan on the full source onto a smaller full-frame rendition, if that is big enough.
 fn cascade_plan(src_w: u32, src_h: u32, frame: &Pixels, plan: &Plan) -> Option<Plan> {
-    let sx = f64::from(frame.width) / f64::from(src_w);
-    let sy = f64::from(frame.height) / f64::from(src_h);
-    let (l, t, w, h) = plan.crop;
-    let crop = (l * sx, t * sy, w * sx, h * sy);
+    let p = plan.scaled(f64::from(frame.width) / f64::from(src_w), f64::from(frame.height) / f64::from(src_h));
     let enough =
-        crop.2 >= CASCADE_MIN_RATIO * f64::from(plan.width) && crop.3 >= CASCADE_MIN_RATIO * f64::from(plan.height);
-    enough.then_some(Plan { crop, ..*plan })
+        p.crop.2 >= CASCADE_MIN_RATIO * f64::from(p.width) && p.crop.3 >= CASCADE_MIN_RATIO * f64::from(p.height);
+    enough.then_some(p)
 }
 
 /// ThumbHash of an image at most 100x100, base64.
