@@ -126,7 +126,6 @@ struct BackfillArgs {
 
 /// Parses the command line and runs the command; the binary's whole `main`.
 pub fn main() -> ExitCode {
-    crate::memory::return_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -313,7 +312,10 @@ fn process_command(
     Ok(if summary.rejected > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+/// The async runtime of the commands that run the fleet worker, whose renders go to tokio's
+/// blocking pool: its many threads are why freed image buffers are returned to the system.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    crate::memory::return_freed_memory();
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("imgfleet").build()?)
 }
 

@@ -6,16 +6,21 @@
 //! image. A fixed 1 MiB threshold keeps every image-sized buffer in its own mapping, unmapped when
 //! freed. Measured in docs/reliability.md (96 images, 2 jobs at once: peak 593 MB and still
 //! growing, against 416 MB flat).
+//!
+//! Only the commands that run on the async runtime (the worker and `demo` render there) set it.
+//! `imgfleet process` renders on a fixed number of threads, so glibc's defaults stay bounded
+//! there, and mapping every buffer afresh cost it about 8 % of its time in page faults
+//! (docs/performance.md).
 
 /// Buffers at least this large get their own mapping.
 pub const MMAP_THRESHOLD: usize = 1 << 20;
 
-/// Sets the allocator's mmap threshold; call once at start-up, before any threads. A no-op
+/// Sets the allocator's mmap threshold; call before the threads that render start. A no-op
 /// outside glibc.
 pub fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
-    // SAFETY: mallopt only changes an allocator tunable; it is called before other threads exist.
+    // SAFETY: mallopt only changes an allocator tunable, under glibc's own lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
     }
