@@ -9,7 +9,7 @@
 //!
 //! Only the commands that run on the async runtime (the worker and `demo` render there) set it.
 //! `imgfleet process` renders on a fixed number of threads, so glibc's defaults stay bounded
-//! there, and mapping every buffer afresh cost it about 8 % of its time in page faults
+//! there, and mapping every buffer afresh cost it about 10 % of its time in page faults
 //! (docs/performance.md).
 
 /// Buffers at least this large get their own mapping.
