@@ -37,6 +37,12 @@ except urllib.error.HTTPError:
 PY
 }
 
+s3s_healthy() { # a signed ListBuckets works: a server whose data folder was deleted answers 500
+  command -v curl >/dev/null || return 0
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user imgfleet:imgfleet-secret -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "http://127.0.0.1:$S3S_PORT/")" = 200 ]
+}
+
 redis_up() {
   command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]
 }
@@ -77,7 +83,12 @@ start_redis() {
 }
 
 start_s3s() {
-  if s3s_up; then echo "services: s3s-fs already up on 127.0.0.1:$S3S_PORT"; return; fi
+  if s3s_up && s3s_healthy; then echo "services: s3s-fs already up on 127.0.0.1:$S3S_PORT"; return; fi
+  if s3s_up; then # left by an earlier checkout whose data folder is gone: replace it
+    echo "services: s3s-fs on 127.0.0.1:$S3S_PORT cannot list buckets; restarting it"
+    pkill -f "s3s-fs --host 127.0.0.1 --port $S3S_PORT" || true
+    for _ in $(seq 50); do s3s_up || break; sleep 0.1; done
+  fi
   local root=$TOOLS/s3s-fs-$S3S_VERSION
   if [ ! -x "$root/bin/s3s-fs" ]; then
     echo "services: building s3s-fs $S3S_VERSION into $root (a few minutes)"
