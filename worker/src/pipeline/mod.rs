@@ -207,10 +207,7 @@ pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<M
     // The most any rendition needs of the source per side; a large source is box-shrunk first.
     let need =
         plans.iter().map(|p| (f64::from(p.width) / p.crop.2).max(f64::from(p.height) / p.crop.3)).fold(0.0, f64::max);
-    let shrunk = match source {
-        Raster::Pixels(p) if p.has_alpha() => None,
-        _ => resize::shrink(source, need * SHRINK_MARGIN),
-    };
+    let shrunk = resize::shrink(source, need * SHRINK_MARGIN);
     let (base, scale) = match &shrunk {
         Some((s, k)) => (s, 1.0 / f64::from(*k)),
         None => (source, 1.0),

@@ -1,8 +1,8 @@
 //! Resize: a source image and a rendition box → the rendition's pixels, with fast_image_resize
 //! (SIMD kernels chosen at run time; Lanczos3). Alpha is premultiplied while filtering, so
-//! transparent edges get no dark fringe. A source many times larger than every rendition is first
-//! area-averaged ([`shrink`]) to a few times the size it is needed at, as a JPEG decoder's
-//! shrink-on-load would; Lanczos3 then works on a fraction of the pixels.
+//! transparent edges get no dark fringe. A source at least twice as large as every rendition needs
+//! is first box-shrunk by a whole factor ([`shrink`]), as a JPEG decoder's shrink-on-load would;
+//! Lanczos3 then works on a fraction of the pixels.
 
 use super::decode::{Raster, YccPlanes};
 use super::pixels::Pixels;
@@ -93,8 +93,8 @@ pub fn lanczos3(x: f64) -> f64 {
     if !(-3.0..3.0).contains(&x) {
         return 0.0;
     }
-    let s = (std::f64::consts::PI * x / 3.0).sin();
     let px = std::f64::consts::PI * x;
+    let s = (px / 3.0).sin();
     3.0 * s * s * (3.0 - 4.0 * s * s) / (px * px)
 }
 
@@ -110,12 +110,13 @@ pub fn resize_raster(src: &Raster, plan: &Plan) -> Result<Pixels, ResizeError> {
 /// right and bottom edges average what they have) by the largest factor [`box_reduce`] makes that
 /// keeps at least `keep` of its size per side. Chroma planes keep at least half that much of the
 /// luma size: renditions are encoded with half-resolution chroma. Returns the result and the factor
-/// luma was shrunk by, or `None` when no factor over 1 keeps that much; a pixel at `x` lands at
-/// `x / factor`, so a plan on `src` maps onto the result with [`Plan::scaled`].
+/// luma was shrunk by, or `None` when no factor over 1 keeps that much or `src` has alpha (a box
+/// average of unpremultiplied alpha would fringe); a pixel at `x` lands at `x / factor`, so a plan
+/// on `src` maps onto the result with [`Plan::scaled`].
 pub fn shrink(src: &Raster, keep: f64) -> Option<(Raster, u32)> {
     let factor = |keep: f64| whole_factor((1.0 / keep.max(1e-6)).floor().min(1024.0) as u32);
     let k = factor(keep);
-    if k == 1 {
+    if k == 1 || matches!(src, Raster::Pixels(p) if p.has_alpha()) {
         return None;
     }
     let raster = match src {
