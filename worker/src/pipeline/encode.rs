@@ -1,12 +1,13 @@
 //! Encode: rendition pixels → JPEG or WebP bytes. Nothing from the source is written: no EXIF, GPS,
 //! XMP, comments or ICC profile; the pixels are already sRGB.
 //!
-//! JPEG: jpeg-encoder (pure Rust, SIMD), baseline 4:2:0 with optimised Huffman tables. Alpha is
-//! flattened onto the background. WebP: libwebp through the `webp` crate; alpha is kept.
+//! JPEG: libjpeg-turbo's encoder (as built by the `mozjpeg` crate, in its libjpeg-turbo-compatible
+//! "fastest" profile: standard quantisation tables, no trellis), baseline 4:2:0 with optimised
+//! Huffman tables. Alpha is flattened onto the background. WebP: libwebp through the `webp` crate;
+//! alpha is kept.
 
 use super::pixels::Pixels;
 use imgfleet_shared::{ImageFormat, OutputSpec};
-use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
 /// Why encoding a rendition failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,16 +31,33 @@ pub fn encode(pixels: &Pixels, spec: &OutputSpec, background: [u8; 3]) -> Result
 }
 
 fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
-    let err = |e: &dyn std::fmt::Display| EncodeError::Jpeg(e.to_string());
-    let (w, h) =
-        (u16::try_from(pixels.width).map_err(|e| err(&e))?, u16::try_from(pixels.height).map_err(|e| err(&e))?);
+    if pixels.channels < 3 {
+        return Err(EncodeError::Jpeg(format!("expected RGB or RGBA pixels, got {} channel(s)", pixels.channels)));
+    }
     let rgb = pixels.flatten(background);
-    let mut out = Vec::with_capacity(rgb.len() / 8);
-    let mut encoder = Encoder::new(&mut out, quality.clamp(1, 100));
-    encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
-    encoder.set_optimized_huffman_tables(true);
-    encoder.encode(&rgb, w, h, ColorType::Rgb).map_err(|e| err(&e))?;
-    Ok(out)
+    let (width, height) = (pixels.width as usize, pixels.height as usize);
+    // libjpeg reports errors by unwinding out of its error handler (the `mozjpeg` crate's design).
+    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        c.set_fastest_defaults();
+        c.set_size(width, height);
+        c.set_quality(f32::from(quality.clamp(1, 100)));
+        c.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
+        c.set_optimize_coding(true);
+        let mut started = c.start_compress(Vec::with_capacity(rgb.len() / 8))?;
+        started.write_scanlines(&rgb)?;
+        started.finish()
+    }));
+    match encoded {
+        Ok(result) => result.map_err(|e| EncodeError::Jpeg(e.to_string())),
+        Err(panic) => Err(EncodeError::Jpeg(
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "libjpeg error".into()),
+        )),
+    }
 }
 
 fn encode_webp(pixels: &Pixels, quality: u8, effort: u8) -> Result<Vec<u8>, EncodeError> {
@@ -59,4 +77,76 @@ fn encode_webp(pixels: &Pixels, quality: u8, effort: u8) -> Result<Vec<u8>, Enco
     config.method = i32::from(effort.min(6));
     let data = encoder.encode_advanced(&config).map_err(|e| EncodeError::Webp(format!("{e:?}")))?;
     Ok(data.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gradient(w: u32, h: u32) -> Pixels {
+        let data = (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| [(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8]))
+            .collect();
+        Pixels::new(w, h, 3, data)
+    }
+
+    /// The JPEG segments before the scan: (marker, payload).
+    fn segments(jpeg: &[u8]) -> Vec<(u8, &[u8])> {
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "starts with SOI");
+        let (mut i, mut out) = (2, Vec::new());
+        while jpeg[i] == 0xFF && jpeg[i + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+            out.push((jpeg[i + 1], &jpeg[i + 4..i + 2 + len]));
+            i += 2 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn jpeg_is_baseline_420_with_optimised_huffman_tables_and_nothing_else() {
+        let src = gradient(64, 48);
+        let jpeg =
+            encode(&src, &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]).unwrap();
+        let segs = segments(&jpeg);
+        let markers: Vec<u8> = segs.iter().map(|s| s.0).collect();
+        assert!(
+            markers.iter().all(|m| matches!(m, 0xE0 | 0xDB | 0xC0 | 0xC4)),
+            "only JFIF, DQT, SOF0, DHT: {markers:02X?}"
+        );
+        let sof = segs.iter().find(|s| s.0 == 0xC0).expect("baseline SOF0").1;
+        assert_eq!((u16::from_be_bytes([sof[1], sof[2]]), u16::from_be_bytes([sof[3], sof[4]])), (48, 64));
+        assert_eq!(sof[5], 3, "three components");
+        assert_eq!([sof[7], sof[10], sof[13]], [0x22, 0x11, 0x11], "4:2:0");
+        // The standard (Annex K) luma DC table codes 12 symbols; an optimised one codes only those used.
+        let dht = segs.iter().find(|s| s.0 == 0xC4 && s.1[0] == 0x00).expect("luma DC table").1;
+        let symbols: u32 = dht[1..17].iter().map(|&n| u32::from(n)).sum();
+        assert!(symbols < 12, "optimised Huffman table, {symbols} DC symbols");
+
+        let mut d = zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(&jpeg));
+        let back = d.decode().unwrap();
+        assert_eq!(back.len(), src.data.len());
+        let mse = back.iter().zip(&src.data).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>()
+            / back.len() as f64;
+        assert!(10.0 * (255.0f64 * 255.0 / mse).log10() > 30.0, "decodes back close to the input (mse {mse:.1})");
+    }
+
+    #[test]
+    fn jpeg_flattens_alpha_onto_the_background() {
+        let clear = Pixels::new(16, 16, 4, vec![0; 16 * 16 * 4]);
+        let jpeg =
+            encode(&clear, &OutputSpec { format: ImageFormat::Jpeg, quality: 90, effort: None }, [255, 0, 0]).unwrap();
+        let back = zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(&jpeg)).decode().unwrap();
+        assert!(back.chunks_exact(3).all(|p| p[0] > 240 && p[1] < 15 && p[2] < 15), "red background");
+    }
+
+    #[test]
+    fn libjpeg_errors_are_typed_errors_not_panics() {
+        // Wider than JPEG's 65500-pixel limit: libjpeg refuses it from inside its error handler.
+        let wide = Pixels::new(70_000, 1, 3, vec![128; 70_000 * 3]);
+        let err = encode(&wide, &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]);
+        assert!(matches!(&err, Err(EncodeError::Jpeg(m)) if m.contains("65500")), "{err:?}");
+        let gray = Pixels::new(4, 4, 1, vec![0; 16]);
+        let err = encode(&gray, &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]);
+        assert!(matches!(err, Err(EncodeError::Jpeg(_))), "{err:?}");
+    }
 }
