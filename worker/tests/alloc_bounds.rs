@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use imgfleet_shared::{ErrorKind, Preset};
+use imgfleet_shared::{ErrorKind, ImageFormat, Preset};
 use imgfleet_worker::pipeline::{RenderOptions, render};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -82,9 +82,14 @@ fn bombs_are_refused_before_any_large_allocation() {
     }
     eprintln!("{}", report.join("\n"));
 
-    // The counter does see real work: a 2000x1500 JPEG needs a multi-megabyte buffer.
+    // The counter does see real work: a full-size decode of a 2000x1500 JPEG needs a 3 MB luma plane.
     let photo = jpeg(2000, 1500);
     LARGEST.store(0, Relaxed);
-    render(&photo, &Preset::default_profile(), &RenderOptions::default()).expect("renders");
+    imgfleet_worker::pipeline::decode::decode(&photo, ImageFormat::Jpeg, &Default::default()).expect("decodes");
     assert!(LARGEST.load(Relaxed) >= 2000 * 1500, "the counting allocator missed the decode buffer");
+    // Rendered, the same photo is shrunk by 2 band by band as it is decoded: no full-size plane.
+    LARGEST.store(0, Relaxed);
+    render(&photo, &Preset::default_profile(), &RenderOptions::default()).expect("renders");
+    let largest = LARGEST.load(Relaxed);
+    assert!(largest < 2000 * 1500 / 2, "render allocated {largest} B at once for a 2000x1500 photo");
 }

@@ -431,3 +431,51 @@ fn ycbcr_planes_path_matches_a_full_rgb_decode() {
         }
     }
 }
+
+#[test]
+fn shrinking_while_decoding_gives_the_planes_decode_then_shrink_gives() {
+    // A YCbCr JPEG is box-shrunk band by band as it is decoded; the planes must be exactly those of
+    // a full decode shrunk afterwards: every sampling, baseline, progressive and restart intervals,
+    // sizes that are not a multiple of the factor or of the 16-row bands, factors 2, 3 and 12 (4 x 3).
+    use imgfleet_worker::pipeline::decode::{Raster, decode, decode_shrinking};
+    use jpeg_encoder::SamplingFactor;
+    let planes = |r: &Raster| match r {
+        Raster::Ycc(p) => (p.y.clone(), p.cb.clone(), p.cr.clone(), p.chroma_scale),
+        Raster::Pixels(_) => panic!("expected planes"),
+    };
+    let (w, h) = (1203u32, 797u32);
+    let rgb = photo_rgb(w, h);
+    for (sampling, progressive, restart) in [
+        (SamplingFactor::R_4_2_0, false, 0),
+        (SamplingFactor::R_4_2_0, true, 0),
+        (SamplingFactor::R_4_4_4, false, 7),
+        (SamplingFactor::R_4_2_2, true, 0),
+        (SamplingFactor::R_4_4_0, false, 0),
+    ] {
+        let mut bytes = Vec::new();
+        let mut e = jpeg_encoder::Encoder::new(&mut bytes, 90);
+        e.set_sampling_factor(sampling);
+        e.set_progressive(progressive);
+        e.set_restart_interval(restart);
+        e.encode(&rgb, w as u16, h as u16, ColorType::Rgb).unwrap();
+        let full = decode(&bytes, ImageFormat::Jpeg, &Default::default()).unwrap();
+        assert_eq!(full.shrunk_by, 1);
+        for keep in [0.5, 0.34, 0.26, 0.07] {
+            let label = format!("{sampling:?} progressive={progressive} restart={restart} keep={keep}");
+            let (want, k) = resize::shrink(&full.raster, keep).expect("shrinks");
+            let got = decode_shrinking(&bytes, ImageFormat::Jpeg, &Default::default(), &|sw, sh, o| {
+                assert_eq!((sw, sh, o), (w, h, 1));
+                keep
+            })
+            .unwrap();
+            assert_eq!((got.shrunk_by, got.width, got.height), (k, w, h), "{label}");
+            assert_eq!(planes(&got.raster), planes(&want), "{label}");
+        }
+    }
+    // Cut short, the band-by-band decode fails with a typed error rather than returning a partial image.
+    let mut bytes = Vec::new();
+    jpeg_encoder::Encoder::new(&mut bytes, 90).encode(&rgb, w as u16, h as u16, ColorType::Rgb).unwrap();
+    let cut = &bytes[..bytes.len() / 2];
+    let err = decode_shrinking(cut, ImageFormat::Jpeg, &Default::default(), &|_, _, _| 0.26).unwrap_err();
+    assert!(matches!(err, pipeline::decode::DecodeError::Corrupt { .. }), "{err:?}");
+}

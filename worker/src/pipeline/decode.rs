@@ -4,12 +4,13 @@
 
 use super::orient::exif_orientation;
 use super::pixels::Pixels;
+use super::resize::{self, BoxReducer};
 use imgfleet_shared::{ImageFormat, Limits};
 use std::io::Cursor;
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
-use zune_jpeg::JpegDecoder;
+use zune_jpeg::{JpegDecoder, RawImcuRowStatus};
 
 /// Why a sniffed image cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +81,11 @@ impl From<Pixels> for Raster {
 #[derive(Debug)]
 pub struct Decoded {
     pub raster: Raster,
+    /// The stored image's size; the raster's own unless it was shrunk while decoding.
+    pub width: u32,
+    pub height: u32,
+    /// The whole factor the raster was box-shrunk by while decoding ([`decode_shrinking`]); 1 if not.
+    pub shrunk_by: u32,
     pub model: ColourModel,
     pub icc: Option<Vec<u8>>,
     /// EXIF orientation 1–8 (1 when absent or invalid).
@@ -93,13 +99,25 @@ pub struct Header {
     pub height: u32,
 }
 
-/// Decodes `bytes` (already sniffed as `format`) within `limits`.
+/// Decodes `bytes` (already sniffed as `format`) within `limits`, at full size.
 pub fn decode(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Decoded, DecodeError> {
+    decode_shrinking(bytes, format, limits, &|_, _, _| 1.0)
+}
+
+/// Like [`decode`], but a YCbCr JPEG is box-shrunk band by band as it is decoded, by the factors
+/// [`resize::shrink`] would use to keep `keep(width, height, orientation)` of its size: the same
+/// pixels, without ever holding the full-size planes. Other images are decoded at full size.
+pub fn decode_shrinking(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+    keep: &dyn Fn(u32, u32, u8) -> f64,
+) -> Result<Decoded, DecodeError> {
     if bytes.len() as u64 > limits.max_source_bytes {
         return Err(DecodeError::TooManyBytes { bytes: bytes.len() as u64, limit: limits.max_source_bytes });
     }
     match format {
-        ImageFormat::Jpeg => decode_jpeg(bytes, limits),
+        ImageFormat::Jpeg => decode_jpeg(bytes, limits, keep),
         ImageFormat::Png => decode_png(bytes, limits),
         ImageFormat::Webp => decode_webp(bytes, limits),
     }
@@ -146,7 +164,7 @@ fn unsupported_jpeg_frame(sof: u8) -> Option<&'static str> {
     }
 }
 
-fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
+fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64) -> Result<Decoded, DecodeError> {
     let corrupt =
         |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
     // zune's own side limit stays wide so that our check below reports "too large" rather than "corrupt".
@@ -170,9 +188,10 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
     let cmyk_profile = icc.as_deref().is_some_and(|p| icc_colour_space(p) == Some(*b"CMYK"));
     if input == ColorSpace::YCbCr
-        && let Some(planes) = ycc_planes(&mut decoder, width, height)?
+        && let Some((planes, shrunk_by)) = ycc_planes(&mut decoder, width, height, keep(width, height, orientation))?
     {
-        return Ok(Decoded { raster: Raster::Ycc(planes), model: ColourModel::Rgb, icc, orientation });
+        let raster = Raster::Ycc(planes);
+        return Ok(Decoded { raster, width, height, shrunk_by, model: ColourModel::Rgb, icc, orientation });
     }
     let (out, model) = match input {
         ColorSpace::CMYK if cmyk_profile => (ColorSpace::CMYK, ColourModel::Cmyk),
@@ -185,16 +204,19 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     // A CMYK/YCCK image without a usable CMYK profile was converted by zune's naive formula: its ICC no longer applies.
     let icc =
         if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) && model != ColourModel::Cmyk { None } else { icc };
-    Ok(Decoded { raster: Pixels::new(width, height, channels, data).into(), model, icc, orientation })
+    let raster = Pixels::new(width, height, channels, data).into();
+    Ok(Decoded { raster, width, height, shrunk_by: 1, model, icc, orientation })
 }
 
-/// Decodes a 3-component YCbCr JPEG whose luma is at full resolution into its raw planes; `None`
-/// for layouts this does not cover (the caller then decodes to RGB).
+/// Decodes a 3-component YCbCr JPEG whose luma is at full resolution into its raw planes, box-shrunk
+/// as [`resize::shrink`] would for `keep`, and the factor luma was shrunk by; `None` for layouts
+/// this does not cover (the caller then decodes to RGB).
 fn ycc_planes(
     decoder: &mut JpegDecoder<ZCursor<&[u8]>>,
     width: u32,
     height: u32,
-) -> Result<Option<YccPlanes>, DecodeError> {
+    keep: f64,
+) -> Result<Option<(YccPlanes, u32)>, DecodeError> {
     let corrupt =
         |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
     let mut raw = decoder.raw_output();
@@ -209,22 +231,53 @@ fn ycc_planes(
     if !(luma_full && chroma_alike && luma_max) {
         return Ok(None);
     }
-    let mut buffers: Vec<Vec<u8>> = layout[..3].iter().map(|p| vec![0u8; p.width * p.height]).collect();
-    let strides: Vec<usize> = layout[..3].iter().map(|p| p.width).collect();
-    {
-        let mut planes: Vec<&mut [u8]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
-        raw.decode_into_planes_strided(&mut planes, &strides).map_err(corrupt)?;
-    }
-    let mut it = buffers.into_iter();
-    let mut plane = |info: &zune_jpeg::PlaneInfo| {
-        Pixels::new(info.width as u32, info.height as u32, 1, it.next().unwrap_or_default())
-    };
-    let (yp, cb, cr) = (plane(y), plane(c1), plane(c2));
     let chroma_scale = (
         c1.horizontal_sampling_factor as f64 / y.horizontal_sampling_factor as f64,
         c1.vertical_sampling_factor as f64 / y.vertical_sampling_factor as f64,
     );
-    Ok(Some(YccPlanes { y: yp, cb, cr, chroma_scale }))
+    let strides: Vec<usize> = layout[..3].iter().map(|p| p.width).collect();
+    let (k, k_chroma) = resize::shrink_factors(keep, chroma_scale);
+    if k == 1 {
+        let mut buffers: Vec<Vec<u8>> = layout[..3].iter().map(|p| vec![0u8; p.width * p.height]).collect();
+        {
+            let mut planes: Vec<&mut [u8]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
+            raw.decode_into_planes_strided(&mut planes, &strides).map_err(corrupt)?;
+        }
+        let mut it = buffers.into_iter();
+        let mut plane = |info: &zune_jpeg::PlaneInfo| {
+            Pixels::new(info.width as u32, info.height as u32, 1, it.next().unwrap_or_default())
+        };
+        let (y, cb, cr) = (plane(y), plane(c1), plane(c2));
+        return Ok(Some((YccPlanes { y, cb, cr, chroma_scale }, 1)));
+    }
+    // One iMCU row (8 rows per vertical sampling factor) at a time, each folded into the shrunk planes.
+    let reducer = |info: &zune_jpeg::PlaneInfo, k| BoxReducer::new(info.width as u32, 1, k);
+    let mut reducers = [reducer(y, k), reducer(c1, k_chroma), reducer(c2, k_chroma)];
+    let mut bands: Vec<Vec<u8>> =
+        layout[..3].iter().map(|p| vec![0u8; p.width * p.vertical_sampling_factor * 8]).collect();
+    loop {
+        let mut planes: Vec<&mut [u8]> = bands.iter_mut().map(Vec::as_mut_slice).collect();
+        match raw.decode_next_imcu_row(&mut planes, &strides).map_err(corrupt)? {
+            RawImcuRowStatus::RowReady { rows_written } => {
+                for ((reducer, band), (rows, stride)) in
+                    reducers.iter_mut().zip(&bands).zip(rows_written.iter().zip(&strides))
+                {
+                    reducer.push(&band[..rows * stride]);
+                }
+            }
+            RawImcuRowStatus::Complete => break,
+            _ => {
+                return Err(DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "truncated image data".into() });
+            }
+        }
+    }
+    let chroma_height = (c1.height as u32).div_ceil(k_chroma);
+    let [y, cb, cr] = reducers.map(BoxReducer::finish);
+    if (y.height, cb.height) != (height.div_ceil(k), chroma_height) {
+        return Err(DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "image data ended early".into() });
+    }
+    let chroma_scale = resize::shrunk_chroma_scale(chroma_scale, k, k_chroma);
+    Ok(Some((YccPlanes { y, cb, cr, chroma_scale }, k)))
 }
 
 /// The data colour space signature of an ICC profile (bytes 16..20), e.g. `RGB `, `CMYK`, `GRAY`.
@@ -277,7 +330,7 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     };
     // A gray profile describes gray samples; once expanded to RGBA it no longer fits.
     let icc = if frame.color_type == png::ColorType::GrayscaleAlpha { None } else { icc };
-    Ok(Decoded { raster: pixels.into(), model, icc, orientation })
+    Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation })
 }
 
 fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
@@ -296,7 +349,8 @@ fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let chunks = webp_chunks(bytes);
     let orientation = chunks.exif.map_or(1, exif_orientation);
     let pixels = Pixels::new(width, height, channels, image.to_vec());
-    Ok(Decoded { raster: pixels.into(), model, icc: chunks.icc.map(<[u8]>::to_vec), orientation })
+    let icc = chunks.icc.map(<[u8]>::to_vec);
+    Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation })
 }
 
 #[derive(Default)]

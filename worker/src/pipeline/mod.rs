@@ -121,19 +121,14 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     let format = sniff::sniff(bytes)?;
     timings.sniff_ms = clock.lap();
 
-    let decoded = decode::decode(bytes, format, &options.limits)?;
-    let orientation = decoded.orientation;
-    let source_info = SourceInfo {
-        format,
-        width: decoded.raster.width(),
-        height: decoded.raster.height(),
-        bytes: bytes.len() as u64,
-        orientation,
-    };
+    let keep = |w: u32, h: u32, orientation: u8| shrink_keep(w, h, preset, orientation);
+    let decoded = decode::decode_shrinking(bytes, format, &options.limits, &keep)?;
+    let (orientation, size, shrunk_by) = (decoded.orientation, (decoded.width, decoded.height), decoded.shrunk_by);
+    let source_info = SourceInfo { format, width: size.0, height: size.1, bytes: bytes.len() as u64, orientation };
     let (source, converter) = colour::prepare(decoded);
     timings.decode_ms = clock.lap();
 
-    let made = resize_all(&source, preset, orientation)?;
+    let made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
     let thumb = match made.frames.last().map(|&i| &made.renditions[i]) {
         Some(f) => resize::resize(f, &transposed_plan(f.width, f.height, 100, 100, Fit::Inside, orientation))?,
         None => resize::resize_raster(
@@ -198,19 +193,40 @@ pub fn transposed_plan(src_w: u32, src_h: u32, w: u32, h: u32, fit: Fit, orienta
 /// Resizes every rendition of `preset` from `source` (stored orientation), largest first, cutting
 /// smaller ones from larger full-frame ones where [`CASCADE_MIN_RATIO`] allows.
 pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<Made, ResizeError> {
-    let (src_w, src_h) = (source.width(), source.height());
-    let plans: Vec<Plan> = preset
-        .renditions
+    resize_all_shrunk(source, (source.width(), source.height()), 1, preset, orientation)
+}
+
+/// The plans of a preset's renditions on a `src_w` x `src_h` source (stored orientation).
+fn plans(src_w: u32, src_h: u32, preset: &Preset, orientation: u8) -> Vec<Plan> {
+    preset.renditions.iter().map(|r| transposed_plan(src_w, src_h, r.width, r.height, r.fit, orientation)).collect()
+}
+
+/// How much of a `src_w` x `src_h` source's size (per side) must survive a box shrink: the most any
+/// rendition of `preset` needs, times [`SHRINK_MARGIN`].
+pub fn shrink_keep(src_w: u32, src_h: u32, preset: &Preset, orientation: u8) -> f64 {
+    let need = plans(src_w, src_h, preset, orientation)
         .iter()
-        .map(|r| transposed_plan(src_w, src_h, r.width, r.height, r.fit, orientation))
-        .collect();
-    // The most any rendition needs of the source per side; a large source is box-shrunk first.
-    let need =
-        plans.iter().map(|p| (f64::from(p.width) / p.crop.2).max(f64::from(p.height) / p.crop.3)).fold(0.0, f64::max);
-    let shrunk = resize::shrink(source, need * SHRINK_MARGIN);
+        .map(|p| (f64::from(p.width) / p.crop.2).max(f64::from(p.height) / p.crop.3))
+        .fold(0.0, f64::max);
+    need * SHRINK_MARGIN
+}
+
+/// [`resize_all`] for a source of `size` (stored orientation) that `source` holds box-shrunk by
+/// `shrunk_by` (1: full size, and then it is shrunk here if large enough).
+pub fn resize_all_shrunk(
+    source: &Raster,
+    size: (u32, u32),
+    shrunk_by: u32,
+    preset: &Preset,
+    orientation: u8,
+) -> Result<Made, ResizeError> {
+    let (src_w, src_h) = size;
+    let plans = plans(src_w, src_h, preset, orientation);
+    let shrunk =
+        (shrunk_by == 1).then(|| resize::shrink(source, shrink_keep(src_w, src_h, preset, orientation))).flatten();
     let (base, scale) = match &shrunk {
         Some((s, k)) => (s, 1.0 / f64::from(*k)),
-        None => (source, 1.0),
+        None => (source, 1.0 / f64::from(shrunk_by)),
     };
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));

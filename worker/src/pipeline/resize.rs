@@ -114,26 +114,41 @@ pub fn resize_raster(src: &Raster, plan: &Plan) -> Result<Pixels, ResizeError> {
 /// average of unpremultiplied alpha would fringe); a pixel at `x` lands at `x / factor`, so a plan
 /// on `src` maps onto the result with [`Plan::scaled`].
 pub fn shrink(src: &Raster, keep: f64) -> Option<(Raster, u32)> {
-    let factor = |keep: f64| whole_factor((1.0 / keep.max(1e-6)).floor().min(1024.0) as u32);
-    let k = factor(keep);
-    if k == 1 || matches!(src, Raster::Pixels(p) if p.has_alpha()) {
+    if matches!(src, Raster::Pixels(p) if p.has_alpha()) {
+        return None;
+    }
+    let chroma_scale = match src {
+        Raster::Pixels(_) => (1.0, 1.0),
+        Raster::Ycc(planes) => planes.chroma_scale,
+    };
+    let (k, k_chroma) = shrink_factors(keep, chroma_scale);
+    if k == 1 {
         return None;
     }
     let raster = match src {
         Raster::Pixels(p) => Raster::Pixels(box_reduce(p, k)),
-        Raster::Ycc(planes) => {
-            let (sx, sy) = planes.chroma_scale;
-            let k_chroma = factor(keep / 2.0 / sx.min(sy)).min(k * 2);
-            let f = f64::from(k) / f64::from(k_chroma);
-            Raster::Ycc(YccPlanes {
-                y: box_reduce(&planes.y, k),
-                cb: box_reduce(&planes.cb, k_chroma),
-                cr: box_reduce(&planes.cr, k_chroma),
-                chroma_scale: (sx * f, sy * f),
-            })
-        }
+        Raster::Ycc(planes) => Raster::Ycc(YccPlanes {
+            y: box_reduce(&planes.y, k),
+            cb: box_reduce(&planes.cb, k_chroma),
+            cr: box_reduce(&planes.cr, k_chroma),
+            chroma_scale: shrunk_chroma_scale(planes.chroma_scale, k, k_chroma),
+        }),
     };
     Some((raster, k))
+}
+
+/// The factors [`shrink`] reduces luma (or RGB) and chroma planes by, for chroma planes scaled by
+/// `chroma_scale` against luma: luma keeps at least `keep` of its size, chroma half that of luma's.
+pub fn shrink_factors(keep: f64, chroma_scale: (f64, f64)) -> (u32, u32) {
+    let factor = |keep: f64| whole_factor((1.0 / keep.max(1e-6)).floor().min(1024.0) as u32);
+    let k = factor(keep);
+    (k, factor(keep / 2.0 / chroma_scale.0.min(chroma_scale.1)).min(k * 2))
+}
+
+/// The chroma scale (against luma) once luma is shrunk by `k` and chroma by `k_chroma`.
+pub fn shrunk_chroma_scale((sx, sy): (f64, f64), k: u32, k_chroma: u32) -> (f64, f64) {
+    let f = f64::from(k) / f64::from(k_chroma);
+    (sx * f, sy * f)
 }
 
 /// The largest factor up to `k` that [`box_reduce`] makes exactly: 1–4, or 4 times such a factor.
@@ -144,52 +159,117 @@ pub fn whole_factor(k: u32) -> u32 {
 /// The mean of every `k` x `k` block of `src`, for `k` as [`whole_factor`] rounds it (any channel
 /// count; alpha is averaged as is, so callers keep this to opaque images).
 pub fn box_reduce(src: &Pixels, k: u32) -> Pixels {
-    match whole_factor(k) {
-        1 => src.clone(),
-        2 => box_reduce_by::<2>(src),
-        3 => box_reduce_by::<3>(src),
-        4 => box_reduce_by::<4>(src),
-        // 4 x 4 blocks, then blocks of those: a box of boxes is a box.
-        k => box_reduce(&box_reduce_by::<4>(src), k / 4),
+    let mut reducer = BoxReducer::new(src.width, src.channels, k);
+    reducer.push(&src.data);
+    reducer.finish()
+}
+
+/// [`box_reduce`] for an image that arrives a band of rows at a time, as a JPEG decoder makes it:
+/// only `k` rows are ever held, so the full-size image never exists in memory.
+#[derive(Debug)]
+pub struct BoxReducer {
+    width: usize,
+    channels: u8,
+    k: usize,
+    /// Column sums of the rows of the current block so far (k * 255 fits in u16).
+    acc: Vec<u16>,
+    rows: usize,
+    /// Blocks of blocks for factors over 4: a box of boxes is a box.
+    next: Option<Box<BoxReducer>>,
+    out: Vec<u8>,
+}
+
+impl BoxReducer {
+    pub fn new(width: u32, channels: u8, k: u32) -> Self {
+        let k = whole_factor(k);
+        let (first, rest) = if k > 4 { (4, k / 4) } else { (k, 1) };
+        let width = width as usize;
+        let out_width = width.div_ceil(first as usize);
+        Self {
+            width,
+            channels,
+            k: first as usize,
+            acc: vec![0; if first > 1 { width * usize::from(channels) } else { 0 }],
+            rows: 0,
+            next: (rest > 1).then(|| Box::new(Self::new(out_width as u32, channels, rest))),
+            out: Vec::new(),
+        }
+    }
+
+    /// Adds whole rows (`width * channels` bytes each) below those already pushed.
+    pub fn push(&mut self, rows: &[u8]) {
+        let stride = self.width * usize::from(self.channels);
+        for row in rows.chunks_exact(stride) {
+            if self.k == 1 {
+                self.out.extend_from_slice(row);
+                continue;
+            }
+            for (a, &b) in self.acc.iter_mut().zip(row) {
+                *a += u16::from(b);
+            }
+            self.rows += 1;
+            if self.rows == self.k {
+                self.emit();
+            }
+        }
+    }
+
+    /// The reduced image; a block cut off by the bottom edge averages the rows it has.
+    pub fn finish(mut self) -> Pixels {
+        if self.rows > 0 {
+            self.emit();
+        }
+        match self.next {
+            Some(next) => next.finish(),
+            None => {
+                let width = self.width.div_ceil(self.k);
+                let height = self.out.len() / (width * usize::from(self.channels)).max(1);
+                Pixels::new(width as u32, height as u32, self.channels, self.out)
+            }
+        }
+    }
+
+    /// Turns the summed rows into one row of block means and passes it on.
+    fn emit(&mut self) {
+        let mut row = Vec::with_capacity(self.width.div_ceil(self.k) * usize::from(self.channels));
+        match self.k {
+            2 => mean_row::<2>(&self.acc, self.channels, self.rows, &mut row),
+            3 => mean_row::<3>(&self.acc, self.channels, self.rows, &mut row),
+            _ => mean_row::<4>(&self.acc, self.channels, self.rows, &mut row),
+        }
+        self.acc.fill(0);
+        self.rows = 0;
+        match &mut self.next {
+            Some(next) => next.push(&row),
+            None => self.out.extend_from_slice(&row),
+        }
     }
 }
 
-fn box_reduce_by<const K: usize>(src: &Pixels) -> Pixels {
-    let (w, h, c) = (src.width as usize, src.height as usize, src.channels as usize);
-    let (ow, oh) = (w.div_ceil(K), h.div_ceil(K));
-    let full = w / K; // blocks not cut off by the right edge
-    let mut out = Vec::with_capacity(ow * oh * c);
-    let mut acc = vec![0u16; w * c];
-    for rows in src.data.chunks(w * c * K) {
-        // Sum the block's rows (K * 255 fits in u16), then the block's columns.
-        acc.fill(0);
-        let n_rows = rows.len() / (w * c);
-        for row in rows.chunks_exact(w * c) {
-            for (a, &b) in acc.iter_mut().zip(row) {
-                *a += u16::from(b);
-            }
-        }
-        // Mean as a 16.16 multiply: rounding is off by at most one level.
-        let mul = (1u32 << 16) / (K * n_rows) as u32;
-        let mean = |sum: u32| ((sum * mul + (1 << 15)) >> 16) as u8;
-        let blocks = &acc[..full * K * c];
-        if c == 1 {
-            out.extend(blocks.chunks_exact(K).map(|b| mean(b.iter().map(|&v| u32::from(v)).sum())));
-        } else {
-            for block in blocks.chunks_exact(K * c) {
-                out.extend((0..c).map(|ch| mean((0..K).map(|j| u32::from(block[j * c + ch])).sum())));
-            }
-        }
-        if ow > full {
-            let tail = &acc[full * K * c..];
-            let n = (tail.len() / c * n_rows) as u32;
-            for ch in 0..c {
-                let sum: u32 = tail.iter().skip(ch).step_by(c).map(|&v| u32::from(v)).sum();
-                out.push(((sum + n / 2) / n) as u8);
-            }
+/// The means of `K`-wide blocks of column sums over `n_rows` rows; a block cut off by the right
+/// edge averages the columns it has.
+fn mean_row<const K: usize>(acc: &[u16], channels: u8, n_rows: usize, out: &mut Vec<u8>) {
+    let c = usize::from(channels);
+    let full = acc.len() / c / K; // blocks not cut off by the right edge
+    // Mean as a 16.16 multiply: rounding is off by at most one level.
+    let mul = (1u32 << 16) / (K * n_rows) as u32;
+    let mean = |sum: u32| ((sum * mul + (1 << 15)) >> 16) as u8;
+    let blocks = &acc[..full * K * c];
+    if c == 1 {
+        out.extend(blocks.chunks_exact(K).map(|b| mean(b.iter().map(|&v| u32::from(v)).sum())));
+    } else {
+        for block in blocks.chunks_exact(K * c) {
+            out.extend((0..c).map(|ch| mean((0..K).map(|j| u32::from(block[j * c + ch])).sum())));
         }
     }
-    Pixels::new(ow as u32, oh as u32, src.channels, out)
+    let tail = &acc[full * K * c..];
+    if !tail.is_empty() {
+        let n = (tail.len() / c * n_rows) as u32;
+        for ch in 0..c {
+            let sum: u32 = tail.iter().skip(ch).step_by(c).map(|&v| u32::from(v)).sum();
+            out.push(((sum + n / 2) / n) as u8);
+        }
+    }
 }
 
 /// Resizes luma to the rendition size and both chroma planes to half of it (chroma crops scaled to
