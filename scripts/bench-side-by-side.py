@@ -36,6 +36,8 @@ photos = os.path.join(corpus, 'photos')
 if not os.path.isdir(photos):
     sys.exit(f'no corpus at {photos}: pass --peers DIR (the folder holding bench.py and run.sh)')
 
+if not shutil.which('nasm'):
+    sys.exit('needs nasm, or libjpeg-turbo is built without its SIMD kernels (apt-get install nasm; then cargo clean -p mozjpeg-sys)')
 print('building imgfleet-loadtest (release)…', file=sys.stderr)
 subprocess.run(['cargo', 'build', '--release', '--locked', '-p', 'imgfleet-loadtest'], cwd=ROOT, check=True)
 LOADTEST = os.path.join(ROOT, 'target', 'release', 'imgfleet-loadtest')
