@@ -301,16 +301,31 @@ pub fn ycc_to_rgb(y: &Pixels, cb: &Pixels, cr: &Pixels) -> Pixels {
     const ONE: i32 = 1 << 16;
     let f = |v: f64| (v * f64::from(ONE)).round() as i32;
     let (cr_r, cb_g, cr_g, cb_b) = (f(1.402), f(0.344_136), f(0.714_136), f(1.772));
-    let clamp = |v: i32| ((v + ONE / 2) >> 16).clamp(0, 255) as u8;
     let (w, h, cw, ch) = (y.width as usize, y.height as usize, cb.width as usize, cb.height as usize);
     let columns: Vec<usize> = (0..w).map(|x| x * cw / w).collect();
     let mut out = vec![0; w * h * 3];
+    // The chroma terms of each column (rounding included), worked out once per chroma row, so the
+    // per-pixel loop has no lookups.
+    let (mut red, mut green, mut blue) = (vec![0; w], vec![0; w], vec![0; w]);
+    let mut chroma_row = usize::MAX;
     for (row, (rgb_row, luma)) in out.chunks_exact_mut(w * 3).zip(y.data.chunks_exact(w)).enumerate() {
-        let c0 = row * ch / h * cw;
-        let (blue, red) = (&cb.data[c0..c0 + cw], &cr.data[c0..c0 + cw]);
-        for ((rgb, &l), &cx) in rgb_row.chunks_exact_mut(3).zip(luma).zip(&columns) {
-            let (l, b, r) = (i32::from(l) * ONE, i32::from(blue[cx]) - 128, i32::from(red[cx]) - 128);
-            rgb.copy_from_slice(&[clamp(l + cr_r * r), clamp(l - cb_g * b - cr_g * r), clamp(l + cb_b * b)]);
+        let c = row * ch / h;
+        if c != chroma_row {
+            chroma_row = c;
+            let (cb_row, cr_row) = (&cb.data[c * cw..(c + 1) * cw], &cr.data[c * cw..(c + 1) * cw]);
+            for (x, &cx) in columns.iter().enumerate() {
+                let (b, r) = (i32::from(cb_row[cx]) - 128, i32::from(cr_row[cx]) - 128);
+                red[x] = cr_r * r + ONE / 2;
+                green[x] = ONE / 2 - cb_g * b - cr_g * r;
+                blue[x] = cb_b * b + ONE / 2;
+            }
+        }
+        let terms = red.iter().zip(&green).zip(&blue);
+        for ((rgb, &l), ((&r, &g), &b)) in rgb_row.chunks_exact_mut(3).zip(luma).zip(terms) {
+            let l = i32::from(l) << 16;
+            rgb[0] = ((l + r) >> 16).clamp(0, 255) as u8;
+            rgb[1] = ((l + g) >> 16).clamp(0, 255) as u8;
+            rgb[2] = ((l + b) >> 16).clamp(0, 255) as u8;
         }
     }
     Pixels::new(y.width, y.height, 3, out)
@@ -382,6 +397,36 @@ mod tests {
         assert_eq!(whole_factor(7), 4);
         assert_eq!(whole_factor(9), 8);
         assert_eq!(box_reduce(&src, 1), src);
+    }
+
+    #[test]
+    fn ycc_to_rgb_is_the_jfif_formula_with_chroma_repeated() {
+        // Per pixel, in floating point: the fixed-point conversion is within one level of it.
+        let plane = |w: u32, h: u32, seed: u32| {
+            Pixels::new(
+                w,
+                h,
+                1,
+                (0..w * h).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8).collect(),
+            )
+        };
+        for (w, h, cw, ch) in [(7, 5, 4, 3), (8, 6, 4, 3), (9, 4, 9, 4), (6, 7, 3, 7), (1, 1, 1, 1), (33, 17, 11, 6)] {
+            let (y, cb, cr) = (plane(w, h, 1), plane(cw, ch, 2), plane(cw, ch, 3));
+            let rgb = ycc_to_rgb(&y, &cb, &cr);
+            for py in 0..h {
+                for px in 0..w {
+                    let (cx, cy) = (px * cw / w, py * ch / h);
+                    let l = f64::from(y.pixel(px, py)[0]);
+                    let b = f64::from(cb.pixel(cx, cy)[0]) - 128.0;
+                    let r = f64::from(cr.pixel(cx, cy)[0]) - 128.0;
+                    let want = [l + 1.402 * r, l - 0.344_136 * b - 0.714_136 * r, l + 1.772 * b];
+                    for (got, want) in rgb.pixel(px, py).iter().zip(want) {
+                        let want = want.round().clamp(0.0, 255.0);
+                        assert!((f64::from(*got) - want).abs() <= 1.0, "{w}x{h} ({px}, {py}): {got} vs {want}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
