@@ -50,13 +50,9 @@ fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<
     }));
     match encoded {
         Ok(result) => result.map_err(|e| EncodeError::Jpeg(e.to_string())),
-        Err(panic) => Err(EncodeError::Jpeg(
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "libjpeg error".into()),
-        )),
+        Err(panic) => {
+            Err(EncodeError::Jpeg(super::panic_message(panic.as_ref()).unwrap_or_else(|| "libjpeg error".into())))
+        }
     }
 }
 

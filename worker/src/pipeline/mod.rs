@@ -102,16 +102,13 @@ impl RenderError {
 /// largest rendition, bounded by `options.limits`.
 pub fn render(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Result<Rendered, RenderError> {
     // Decoders are fuzzed upstream, but a panic on hostile input must still become a typed error.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_inner(bytes, preset, options))).unwrap_or_else(
-        |p| {
-            let message = p
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
-            Err(RenderError::Panic(message))
-        },
-    )
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_inner(bytes, preset, options)))
+        .unwrap_or_else(|p| Err(RenderError::Panic(panic_message(p.as_ref()).unwrap_or_else(|| "panic".into()))))
+}
+
+/// The message a panic (or a C library's unwind) carried, when it is text.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| payload.downcast_ref::<String>().cloned())
 }
 
 fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Result<Rendered, RenderError> {
@@ -204,10 +201,13 @@ fn plans(src_w: u32, src_h: u32, preset: &Preset, orientation: u8) -> Vec<Plan> 
 /// How much of a `src_w` x `src_h` source's size (per side) must survive a box shrink: the most any
 /// rendition of `preset` needs, times [`SHRINK_MARGIN`].
 pub fn shrink_keep(src_w: u32, src_h: u32, preset: &Preset, orientation: u8) -> f64 {
-    let need = plans(src_w, src_h, preset, orientation)
-        .iter()
-        .map(|p| (f64::from(p.width) / p.crop.2).max(f64::from(p.height) / p.crop.3))
-        .fold(0.0, f64::max);
+    keep_for(&plans(src_w, src_h, preset, orientation))
+}
+
+/// [`shrink_keep`] for plans already made.
+fn keep_for(plans: &[Plan]) -> f64 {
+    let need =
+        plans.iter().map(|p| (f64::from(p.width) / p.crop.2).max(f64::from(p.height) / p.crop.3)).fold(0.0, f64::max);
     need * SHRINK_MARGIN
 }
 
@@ -222,8 +222,7 @@ pub fn resize_all_shrunk(
 ) -> Result<Made, ResizeError> {
     let (src_w, src_h) = size;
     let plans = plans(src_w, src_h, preset, orientation);
-    let shrunk =
-        (shrunk_by == 1).then(|| resize::shrink(source, shrink_keep(src_w, src_h, preset, orientation))).flatten();
+    let shrunk = (shrunk_by == 1).then(|| resize::shrink(source, keep_for(&plans))).flatten();
     let (base, scale) = match &shrunk {
         Some((s, k)) => (s, 1.0 / f64::from(*k)),
         None => (source, 1.0 / f64::from(shrunk_by)),

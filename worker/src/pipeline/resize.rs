@@ -176,6 +176,8 @@ pub struct BoxReducer {
     rows: usize,
     /// Blocks of blocks for factors over 4: a box of boxes is a box.
     next: Option<Box<BoxReducer>>,
+    /// The row of block means being passed on (reused).
+    row: Vec<u8>,
     out: Vec<u8>,
 }
 
@@ -192,6 +194,7 @@ impl BoxReducer {
             acc: vec![0; if first > 1 { width * usize::from(channels) } else { 0 }],
             rows: 0,
             next: (rest > 1).then(|| Box::new(Self::new(out_width as u32, channels, rest))),
+            row: Vec::with_capacity(out_width * usize::from(channels)),
             out: Vec::new(),
         }
     }
@@ -231,17 +234,17 @@ impl BoxReducer {
 
     /// Turns the summed rows into one row of block means and passes it on.
     fn emit(&mut self) {
-        let mut row = Vec::with_capacity(self.width.div_ceil(self.k) * usize::from(self.channels));
+        self.row.clear();
         match self.k {
-            2 => mean_row::<2>(&self.acc, self.channels, self.rows, &mut row),
-            3 => mean_row::<3>(&self.acc, self.channels, self.rows, &mut row),
-            _ => mean_row::<4>(&self.acc, self.channels, self.rows, &mut row),
+            2 => mean_row::<2>(&self.acc, self.channels, self.rows, &mut self.row),
+            3 => mean_row::<3>(&self.acc, self.channels, self.rows, &mut self.row),
+            _ => mean_row::<4>(&self.acc, self.channels, self.rows, &mut self.row),
         }
         self.acc.fill(0);
         self.rows = 0;
         match &mut self.next {
-            Some(next) => next.push(&row),
-            None => self.out.extend_from_slice(&row),
+            Some(next) => next.push(&self.row),
+            None => self.out.extend_from_slice(&self.row),
         }
     }
 }
