@@ -434,9 +434,10 @@ fn ycbcr_planes_path_matches_a_full_rgb_decode() {
 
 #[test]
 fn shrinking_while_decoding_gives_the_planes_decode_then_shrink_gives() {
-    // A YCbCr JPEG is box-shrunk band by band as it is decoded; the planes must be exactly those of
-    // a full decode shrunk afterwards: every sampling, baseline, progressive and restart intervals,
-    // sizes that are not a multiple of the factor or of the 16-row bands, factors 2, 3 and 12 (4 x 3).
+    // A baseline YCbCr JPEG is box-shrunk band by band as it is decoded; the planes must be exactly
+    // those of a full decode shrunk afterwards: every sampling, restart intervals, sizes that are not
+    // a multiple of the factor or of the 16-row bands, factors 2, 3 and 12 (4 x 3). A progressive one
+    // holds all its coefficients until the last scan anyway: it is decoded to full-size RGB.
     use imgfleet_worker::pipeline::decode::{Raster, decode, decode_shrinking};
     use jpeg_encoder::SamplingFactor;
     let planes = |r: &Raster| match r {
@@ -449,6 +450,7 @@ fn shrinking_while_decoding_gives_the_planes_decode_then_shrink_gives() {
         (SamplingFactor::R_4_2_0, false, 0),
         (SamplingFactor::R_4_2_0, true, 0),
         (SamplingFactor::R_4_4_4, false, 7),
+        (SamplingFactor::R_4_2_2, false, 0),
         (SamplingFactor::R_4_2_2, true, 0),
         (SamplingFactor::R_4_4_0, false, 0),
     ] {
@@ -460,6 +462,16 @@ fn shrinking_while_decoding_gives_the_planes_decode_then_shrink_gives() {
         e.encode(&rgb, w as u16, h as u16, ColorType::Rgb).unwrap();
         let full = decode(&bytes, ImageFormat::Jpeg, &Default::default()).unwrap();
         assert_eq!(full.shrunk_by, 1);
+        if progressive {
+            let got = decode_shrinking(&bytes, ImageFormat::Jpeg, &Default::default(), &|_, _, _| 0.26).unwrap();
+            for d in [&full, &got] {
+                let Raster::Pixels(p) = &d.raster else { panic!("{sampling:?} progressive: expected RGB") };
+                assert_eq!((p.width, p.height, p.channels, d.shrunk_by), (w, h, 3, 1), "{sampling:?} progressive");
+                let db = psnr(&p.data, &rgb);
+                assert!(db >= 30.0, "{sampling:?} progressive: {db:.1} dB against the source");
+            }
+            continue;
+        }
         for keep in [0.5, 0.34, 0.26, 0.07] {
             let label = format!("{sampling:?} progressive={progressive} restart={restart} keep={keep}");
             let (want, k) = resize::shrink(&full.raster, keep).expect("shrinks");

@@ -172,7 +172,8 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64
         .set_max_width(usize::from(u16::MAX))
         .set_max_height(usize::from(u16::MAX))
         .set_strict_mode(true);
-    if let Some(kind) = jpeg_frame_type(bytes).and_then(unsupported_jpeg_frame) {
+    let frame_type = jpeg_frame_type(bytes);
+    if let Some(kind) = frame_type.and_then(unsupported_jpeg_frame) {
         return Err(DecodeError::Unsupported { format: ImageFormat::Jpeg, message: kind.into() });
     }
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
@@ -187,7 +188,10 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64
     let orientation = decoder.exif().map_or(1, |e| exif_orientation(e));
     let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
     let cmyk_profile = icc.as_deref().is_some_and(|p| icc_colour_space(p) == Some(*b"CMYK"));
+    // A progressive JPEG holds all its coefficients until the last scan whatever the output, and
+    // zune's plane API copies them at every scan (to resume a cut-short read): its RGB decode is faster.
     if input == ColorSpace::YCbCr
+        && frame_type != Some(0xC2)
         && let Some((planes, shrunk_by)) = ycc_planes(&mut decoder, width, height, keep(width, height, orientation))?
     {
         let raster = Raster::Ycc(planes);
