@@ -57,22 +57,60 @@ fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<
 }
 
 fn encode_webp(pixels: &Pixels, quality: u8, effort: u8) -> Result<Vec<u8>, EncodeError> {
-    let encoder = match pixels.channels {
-        4 if !pixels.is_opaque() => webp::Encoder::from_rgba(&pixels.data, pixels.width, pixels.height),
-        4 => {
-            return encode_webp(
-                &Pixels::new(pixels.width, pixels.height, 3, pixels.flatten([0, 0, 0]).into_owned()),
-                quality,
-                effort,
-            );
-        }
-        _ => webp::Encoder::from_rgb(&pixels.data, pixels.width, pixels.height),
-    };
+    if pixels.channels == 4 && pixels.is_opaque() {
+        let rgb = Pixels::new(pixels.width, pixels.height, 3, pixels.flatten([0, 0, 0]).into_owned());
+        return encode_webp(&rgb, quality, effort);
+    }
     let mut config = webp::WebPConfig::new().map_err(|()| EncodeError::Webp("libwebp config".into()))?;
     config.quality = f32::from(quality.clamp(1, 100));
     config.method = i32::from(effort.min(6));
-    let data = encoder.encode_advanced(&config).map_err(|e| EncodeError::Webp(format!("{e:?}")))?;
-    Ok(data.to_vec())
+    webp_lossy(pixels, &config)
+}
+
+/// Encodes RGB or RGBA `pixels` with libwebp (the one the `webp` crate bundles), imported straight
+/// to YUV: the `webp` crate's encoder first copies every pixel into an ARGB picture and converts
+/// that to YUV, for the same output.
+#[allow(unsafe_code)]
+fn webp_lossy(pixels: &Pixels, config: &webp::WebPConfig) -> Result<Vec<u8>, EncodeError> {
+    use libwebp_sys as sys;
+    let channels = usize::from(pixels.channels);
+    let too_large = || EncodeError::Webp(format!("{}x{} is too large", pixels.width, pixels.height));
+    let width = i32::try_from(pixels.width).map_err(|_| too_large())?;
+    let height = i32::try_from(pixels.height).map_err(|_| too_large())?;
+    let stride = i32::try_from(pixels.width as usize * channels).map_err(|_| too_large())?;
+    if !matches!(channels, 3 | 4) || pixels.data.len() < pixels.width as usize * pixels.height as usize * channels {
+        return Err(EncodeError::Webp(format!("{channels}-channel {}x{} pixels", pixels.width, pixels.height)));
+    }
+    let mut picture = sys::WebPPicture::new().map_err(|()| EncodeError::Webp("libwebp picture".into()))?;
+    picture.use_argb = 0;
+    picture.width = width;
+    picture.height = height;
+    let mut writer = std::mem::MaybeUninit::<sys::WebPMemoryWriter>::uninit();
+    // SAFETY: `picture` was initialised by libwebp and owns nothing yet; the import reads `height`
+    // rows of `stride` bytes from `pixels.data`, whose length is checked above, and allocates the
+    // YUV(A) planes that `WebPPictureFree` releases. The writer is initialised before libwebp
+    // writes into it through `custom_ptr`, which points at it for the whole `WebPEncode` call; its
+    // buffer is copied out before `WebPMemoryWriterClear` frees it. Nothing escapes this block.
+    unsafe {
+        sys::WebPMemoryWriterInit(writer.as_mut_ptr());
+        let imported = if channels == 4 {
+            sys::WebPPictureImportRGBA(&mut picture, pixels.data.as_ptr(), stride)
+        } else {
+            sys::WebPPictureImportRGB(&mut picture, pixels.data.as_ptr(), stride)
+        };
+        picture.writer = Some(sys::WebPMemoryWrite);
+        picture.custom_ptr = writer.as_mut_ptr().cast();
+        let encoded = imported != 0 && sys::WebPEncode(config, &mut picture) != 0;
+        let writer = writer.assume_init_mut();
+        let out = if encoded {
+            Ok(std::slice::from_raw_parts(writer.mem, writer.size).to_vec())
+        } else {
+            Err(EncodeError::Webp(format!("libwebp: {:?}", picture.error_code)))
+        };
+        sys::WebPPictureFree(&mut picture);
+        sys::WebPMemoryWriterClear(writer);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -144,5 +182,30 @@ mod tests {
         let gray = Pixels::new(4, 4, 1, vec![0; 16]);
         let err = encode(&gray, &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]);
         assert!(matches!(err, Err(EncodeError::Jpeg(_))), "{err:?}");
+    }
+
+    #[test]
+    fn webp_is_what_the_webp_crate_makes_without_its_argb_copy() {
+        let mut config = webp::WebPConfig::new().unwrap();
+        config.quality = 80.0;
+        config.method = 4;
+        let src = gradient(123, 77);
+        let ours = webp_lossy(&src, &config).unwrap();
+        let theirs = webp::Encoder::from_rgb(&src.data, src.width, src.height).encode_advanced(&config).unwrap();
+        assert_eq!(ours, &*theirs, "same bytes as the webp crate's encoder");
+
+        // Alpha is kept: a half-transparent image comes back with its alpha channel.
+        let rgba = Pixels::new(32, 8, 4, (0..32 * 8).flat_map(|i| [200, 40, 10, if i % 32 < 16 { 0 } else { 255 }]).collect());
+        let out = webp_lossy(&rgba, &config).unwrap();
+        let back = webp::Decoder::new(&out).decode().unwrap();
+        assert!(back.is_alpha());
+        assert_eq!((back.width(), back.height()), (32, 8));
+        assert_eq!((back[3], back[4 * 31 + 3]), (0, 255), "transparent left, opaque right");
+
+        // Input libwebp cannot take is a typed error.
+        let gray = Pixels::new(4, 4, 1, vec![0; 16]);
+        assert!(matches!(webp_lossy(&gray, &config), Err(EncodeError::Webp(_))));
+        let huge = Pixels::new(20_000, 1, 3, vec![0; 60_000]);
+        assert!(matches!(webp_lossy(&huge, &config), Err(EncodeError::Webp(m)) if m.contains("BAD_DIMENSION")));
     }
 }
