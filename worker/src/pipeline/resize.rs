@@ -207,8 +207,15 @@ impl BoxReducer {
                 self.out.extend_from_slice(row);
                 continue;
             }
-            for (a, &b) in self.acc.iter_mut().zip(row) {
-                *a += u16::from(b);
+            // The first row of a block starts the sums afresh: no clearing pass between blocks.
+            if self.rows == 0 {
+                for (a, &b) in self.acc.iter_mut().zip(row) {
+                    *a = u16::from(b);
+                }
+            } else {
+                for (a, &b) in self.acc.iter_mut().zip(row) {
+                    *a += u16::from(b);
+                }
             }
             self.rows += 1;
             if self.rows == self.k {
@@ -240,7 +247,6 @@ impl BoxReducer {
             3 => mean_row::<3>(&self.acc, self.channels, self.rows, &mut self.row),
             _ => mean_row::<4>(&self.acc, self.channels, self.rows, &mut self.row),
         }
-        self.acc.fill(0);
         self.rows = 0;
         match &mut self.next {
             Some(next) => next.push(&self.row),
