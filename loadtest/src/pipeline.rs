@@ -80,6 +80,8 @@ pub struct PipelineReport {
 pub fn run(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
     anyhow::ensure!(args.iterations >= 1, "--iterations must be at least 1");
+    // The allocator as `imgfleet process` sets it: this benchmarks the same in-process job.
+    imgfleet_worker::memory::keep_freed_memory();
     let (preset, options) = load_preset(args.preset.as_deref())?;
     let mut images = inputs::load(&args.input, &args.glob)?;
     let input_mb = images.iter().map(|i| i.bytes.len()).sum::<usize>() as f64 / 1e6;

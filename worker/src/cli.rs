@@ -271,6 +271,7 @@ fn process_command(
     jobs: Option<usize>,
     inputs: Vec<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
+    crate::memory::keep_freed_memory();
     let catalog = load_catalog(preset.as_ref())?;
     let inputs = process::collect_inputs(&inputs).context("cannot list inputs")?;
     if jobs == Some(0) {
