@@ -10,6 +10,8 @@ repeated). The table gives medians over rounds and each row's speed as a ratio o
   scripts/bench-side-by-side.py [--peers ../shared/bench/peers] [--rounds 3] [--reps 3] [--only LABELS]
 
 PEERS/run.sh installs the peers (under /tmp) on first use; this script calls it for that.
+Rows `pillow-simd draft+icc wN` run scripts/peer_pillow_icc.py: the Pillow-SIMD peer's job plus the ICC -> sRGB
+conversion imgfleet does (needs a Pillow-SIMD built with liblcms2-dev installed; skipped otherwise).
 Rows `imgfleet wN` are `imgfleet-loadtest pipeline` (sources held in memory, like the peers' outputs;
 its peak RSS includes the sources); rows `imgfleet process wN` are the `imgfleet process` command
 (files read and renditions written, process start-up included).
@@ -25,7 +27,7 @@ ap.add_argument('--reps', type=int, default=3)
 ap.add_argument('--only', default='pillow-simd draft,pillow draft,pyvips once,pyvips x3,sharp raw',
                 help='peer configs (substrings of bench.py labels); w1 and w2 of each run')
 ap.add_argument('--imgfleet-preset', action='append', default=[], metavar='LABEL=FILE',
-                help='also run imgfleet with this preset file (repeatable), e.g. effort4=loadtest/presets/profile-webp-effort4.toml')
+                help='also run imgfleet with this preset file (repeatable), e.g. effort5=loadtest/presets/profile-webp-effort5.toml')
 ap.add_argument('--max-foreign', type=float, default=0.05)
 ap.add_argument('--quiet-wait', type=float, default=120)
 a = ap.parse_args()
@@ -50,6 +52,15 @@ print('installing peers if missing…', file=sys.stderr)
 subprocess.run(['bash', os.path.join(work, 'peers', 'run.sh'), '--corpus', corpus, '--rounds', '1', '--reps', '1',
                 '--only', 'no-such-config'], capture_output=True)
 PY = '/tmp/peers-venv/bin/python'
+# The same job as the Pillow-SIMD peer plus the ICC -> sRGB conversion imgfleet does (scripts/peer_pillow_icc.py).
+SIMD_PY = '/tmp/peers-venv-simd/bin/python'
+ICC_PEER = os.path.join(work, 'peers', 'peer_pillow_icc.py')
+shutil.copy(os.path.join(ROOT, 'scripts', 'peer_pillow_icc.py'), ICC_PEER)
+with_icc_peer = 'pillow-simd' in a.only and subprocess.run(
+    [SIMD_PY, '-c', 'from PIL import ImageCms; ImageCms.createProfile("sRGB")'], capture_output=True).returncode == 0
+if 'pillow-simd' in a.only and not with_icc_peer:
+    print('Pillow-SIMD has no littlecms: the colour-managed Pillow-SIMD rows are skipped '
+          '(apt-get install liblcms2-dev; rm -rf /tmp/peers-venv-simd; run again)', file=sys.stderr)
 
 NCPU, HZ = os.cpu_count(), os.sysconf('SC_CLK_TCK')
 def busy_s():
@@ -102,6 +113,13 @@ def run_process(label, threads):
     shutil.rmtree(out, ignore_errors=True)
     return rec
 
+def run_icc_peer(label, threads):
+    files = sorted(glob.glob(os.path.join(photos, '*.jpg')))
+    cmd = [SIMD_PY, ICC_PEER, '--workers', str(threads), '--reps', str(a.reps), *files]
+    rec = measured(label, cmd, lambda stdout, wall: json.loads(stdout.strip().splitlines()[-1]))
+    rec['peer'] = 'pillow-simd'
+    return rec
+
 recs = []
 stamp = time.strftime('%Y%m%d-%H%M%S')
 os.makedirs(os.path.join(ROOT, 'loadtest-report'), exist_ok=True)
@@ -122,6 +140,8 @@ with open(raw_path, 'w') as raw:
                 recs.append(r); raw.write(json.dumps(r) + '\n')
         runs = [(label, threads, lambda l=label, t=threads, p=preset: run_imgfleet(l, t, p)) for label, threads, preset in ours]
         runs += [(f'imgfleet process w{t}', t, lambda t=t: run_process(f'imgfleet process w{t}', t)) for t in (1, 2)]
+        if with_icc_peer:
+            runs += [(f'pillow-simd draft+icc w{t}', t, lambda t=t: run_icc_peer(f'pillow-simd draft+icc w{t}', t)) for t in (1, 2)]
         for label, threads, measure in runs:
             r = measure(); r['round'] = rnd; r['threads'] = threads
             recs.append(r); raw.write(json.dumps(r) + '\n')
