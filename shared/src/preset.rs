@@ -34,8 +34,9 @@ pub struct OutputSpec {
 }
 
 impl OutputSpec {
-    /// The WebP effort used when a preset names none (chosen by measurement: docs/performance.md).
-    pub const DEFAULT_WEBP_EFFORT: u8 = 5;
+    /// The WebP effort used when a preset names none: libwebp's own default, the setting of the
+    /// libraries imgfleet is measured against; 5 is 2 % smaller and 8 % slower (docs/performance.md).
+    pub const DEFAULT_WEBP_EFFORT: u8 = 4;
 
     pub const fn new(format: ImageFormat, quality: u8) -> Self {
         Self { format, quality, effort: None }
