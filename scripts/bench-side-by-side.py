@@ -37,6 +37,7 @@ corpus = os.path.join(peers, '..', '..', 'corpus')
 photos = os.path.join(corpus, 'photos')
 if not os.path.isdir(photos):
     sys.exit(f'no corpus at {photos}: pass --peers DIR (the folder holding bench.py and run.sh)')
+PHOTO_FILES = sorted(glob.glob(os.path.join(photos, '*.jpg')))
 
 if not shutil.which('nasm'):
     sys.exit('needs nasm, or libjpeg-turbo is built without its SIMD kernels (apt-get install nasm; then cargo clean -p mozjpeg-sys)')
@@ -100,8 +101,7 @@ def run_process(label, threads):
     """`imgfleet process` as a user runs it: files read from disk, outputs written, process start-up
     included (REPS passes over the photos in one invocation)."""
     out = tempfile.mkdtemp(prefix='imgfleet-process-', dir=work)
-    files = sorted(glob.glob(os.path.join(photos, '*.jpg')))
-    cmd = [os.path.join(ROOT, 'target', 'release', 'imgfleet'), 'process', '--json', '--jobs', str(threads), '--out', out, *(files * a.reps)]
+    cmd = [os.path.join(ROOT, 'target', 'release', 'imgfleet'), 'process', '--json', '--jobs', str(threads), '--out', out, *(PHOTO_FILES * a.reps)]
     def record(stdout, wall):
         results = [json.loads(l) for l in stdout.splitlines() if l.strip()]
         n = len(results)
@@ -114,8 +114,7 @@ def run_process(label, threads):
     return rec
 
 def run_icc_peer(label, threads):
-    files = sorted(glob.glob(os.path.join(photos, '*.jpg')))
-    cmd = [SIMD_PY, ICC_PEER, '--workers', str(threads), '--reps', str(a.reps), *files]
+    cmd = [SIMD_PY, ICC_PEER, '--workers', str(threads), '--reps', str(a.reps), *PHOTO_FILES]
     rec = measured(label, cmd, lambda stdout, wall: json.loads(stdout.strip().splitlines()[-1]))
     rec['peer'] = 'pillow-simd'
     return rec

@@ -138,6 +138,9 @@ pub fn check_limits(format: ImageFormat, width: u64, height: u64, limits: &Limit
     Ok(())
 }
 
+/// The SOFn marker of a progressive, Huffman-coded JPEG.
+const SOF_PROGRESSIVE: u8 = 0xC2;
+
 /// The SOFn marker of a JPEG, found by walking the segments before the first scan.
 fn jpeg_frame_type(bytes: &[u8]) -> Option<u8> {
     let mut i = 2;
@@ -191,7 +194,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64
     // A progressive JPEG holds all its coefficients until the last scan whatever the output, and
     // zune's plane API copies them at every scan (to resume a cut-short read): its RGB decode is faster.
     if input == ColorSpace::YCbCr
-        && frame_type != Some(0xC2)
+        && frame_type != Some(SOF_PROGRESSIVE)
         && let Some((planes, shrunk_by)) = ycc_planes(&mut decoder, width, height, keep(width, height, orientation))?
     {
         let raster = Raster::Ycc(planes);

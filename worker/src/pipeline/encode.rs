@@ -195,7 +195,8 @@ mod tests {
         assert_eq!(ours, &*theirs, "same bytes as the webp crate's encoder");
 
         // Alpha is kept: a half-transparent image comes back with its alpha channel.
-        let rgba = Pixels::new(32, 8, 4, (0..32 * 8).flat_map(|i| [200, 40, 10, if i % 32 < 16 { 0 } else { 255 }]).collect());
+        let rgba =
+            Pixels::new(32, 8, 4, (0..32 * 8).flat_map(|i| [200, 40, 10, if i % 32 < 16 { 0 } else { 255 }]).collect());
         let out = webp_lossy(&rgba, &config).unwrap();
         let back = webp::Decoder::new(&out).decode().unwrap();
         assert!(back.is_alpha());
