@@ -27,9 +27,9 @@ fn stages(c: &mut Criterion) {
         });
         let made = pipeline::resize_all(&source, &preset, 6).unwrap();
         g.bench_function("orient (3 renditions)", |b| {
-            b.iter(|| made.renditions.iter().map(|p| orient::apply(p.clone(), 6).width).sum::<u32>())
+            b.iter(|| made.renditions.iter().map(|p| orient::apply_raster(p.clone(), 6).width()).sum::<u32>())
         });
-        let upright: Vec<_> = made.renditions.iter().map(|p| orient::apply(p.clone(), 6)).collect();
+        let upright: Vec<_> = made.renditions.iter().map(|p| orient::apply_raster(p.clone(), 6)).collect();
         for spec in &preset.renditions[0].formats {
             g.bench_function(BenchmarkId::new("encode (3 renditions)", spec.format), |b| {
                 b.iter(|| upright.iter().map(|p| encode::encode(p, spec, [255; 3]).unwrap().len()).sum::<usize>())

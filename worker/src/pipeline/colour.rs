@@ -32,6 +32,12 @@ impl Converter {
         self.transform.is_some()
     }
 
+    /// [`Converter::apply`] for a rendition of either kind: one with a profile to convert from
+    /// becomes RGB pixels first; any other is returned as it is.
+    pub fn apply_raster(&self, r: Raster) -> Raster {
+        if self.is_active() { Raster::Pixels(self.apply(r.into_pixels())) } else { r }
+    }
+
     /// Converts `p` to sRGB (in place of a copy where there is a profile).
     pub fn apply(&self, p: Pixels) -> Pixels {
         let Some((t, layout)) = &self.transform else { return p };

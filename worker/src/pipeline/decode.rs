@@ -69,6 +69,23 @@ impl Raster {
             Self::Ycc(y) => y.y.height,
         }
     }
+
+    /// The image as interleaved pixels: YCbCr planes become RGB, chroma repeated to luma's size.
+    pub fn into_pixels(self) -> Pixels {
+        match self {
+            Self::Pixels(p) => p,
+            Self::Ycc(planes) => resize::ycc_to_rgb(&planes.y, &planes.cb, &planes.cr),
+        }
+    }
+}
+
+impl YccPlanes {
+    /// True when both chroma planes are exactly half of luma's size (rounded up), as the 4:2:0
+    /// encoders take them: what a YCbCr rendition is made as ([`resize::resize_raster`]).
+    pub fn is_420(&self) -> bool {
+        let half = (self.y.width.div_ceil(2), self.y.height.div_ceil(2));
+        (self.cb.width, self.cb.height) == half && (self.cr.width, self.cr.height) == half
+    }
 }
 
 impl From<Pixels> for Raster {

@@ -3,10 +3,13 @@
 //!
 //! JPEG: libjpeg-turbo's encoder (as built by the `mozjpeg` crate, in its libjpeg-turbo-compatible
 //! "fastest" profile: standard quantisation tables, no trellis), baseline 4:2:0 with optimised
-//! Huffman tables. Alpha is flattened onto the background. WebP: libwebp through the `webp` crate;
-//! alpha is kept.
+//! Huffman tables. Alpha is flattened onto the background. WebP: the libwebp the `webp` crate
+//! bundles; alpha is kept. A rendition made from a JPEG's YCbCr planes (luma plus half-size chroma)
+//! goes into both encoders as planes, so neither converts it from RGB nor averages its chroma again.
 
+use super::decode::{Raster, YccPlanes};
 use super::pixels::Pixels;
+use super::resize::ycc_to_rgb;
 use imgfleet_shared::{ImageFormat, OutputSpec};
 
 /// Why encoding a rendition failed.
@@ -21,12 +24,45 @@ pub enum EncodeError {
     Unsupported(ImageFormat),
 }
 
-/// Encodes `pixels` as `spec` says (format, quality 1–100, WebP effort).
-pub fn encode(pixels: &Pixels, spec: &OutputSpec, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
+/// Encodes a rendition as `spec` says (format, quality 1–100, WebP effort): RGB(A) pixels, or
+/// YCbCr planes with 4:2:0 chroma (other planes are converted to RGB first).
+pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
+    let quality = spec.quality.clamp(1, 100);
+    let pixels = match image {
+        Raster::Ycc(planes) if planes.is_420() => {
+            return match spec.format {
+                ImageFormat::Jpeg => encode_jpeg_planes(planes, quality),
+                ImageFormat::Webp => webp_lossy(WebpInput::Planes(planes), &webp_config(spec)?),
+                ImageFormat::Png => Err(EncodeError::Unsupported(spec.format)),
+            };
+        }
+        Raster::Ycc(planes) => &ycc_to_rgb(&planes.y, &planes.cb, &planes.cr),
+        Raster::Pixels(p) => p,
+    };
     match spec.format {
-        ImageFormat::Jpeg => encode_jpeg(pixels, spec.quality, background),
-        ImageFormat::Webp => encode_webp(pixels, spec.quality, spec.effort.unwrap_or(OutputSpec::DEFAULT_WEBP_EFFORT)),
+        ImageFormat::Jpeg => encode_jpeg(pixels, quality, background),
+        ImageFormat::Webp => encode_webp(pixels, &webp_config(spec)?),
         ImageFormat::Png => Err(EncodeError::Unsupported(spec.format)),
+    }
+}
+
+/// The settings every JPEG rendition is made with.
+fn jpeg_settings(c: &mut mozjpeg::Compress, width: usize, height: usize, quality: u8) {
+    c.set_fastest_defaults();
+    c.set_size(width, height);
+    c.set_quality(f32::from(quality));
+    c.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
+    c.set_optimize_coding(true);
+}
+
+/// Runs a libjpeg encode; libjpeg reports errors by unwinding out of its error handler (the
+/// `mozjpeg` crate's design), which becomes a typed error here.
+fn libjpeg(encode: impl FnOnce() -> std::io::Result<Vec<u8>>) -> Result<Vec<u8>, EncodeError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(encode)) {
+        Ok(result) => result.map_err(|e| EncodeError::Jpeg(e.to_string())),
+        Err(panic) => {
+            Err(EncodeError::Jpeg(super::panic_message(panic.as_ref()).unwrap_or_else(|| "libjpeg error".into())))
+        }
     }
 }
 
@@ -35,68 +71,155 @@ fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<
         return Err(EncodeError::Jpeg(format!("expected RGB or RGBA pixels, got {} channel(s)", pixels.channels)));
     }
     let rgb = pixels.flatten(background);
-    let (width, height) = (pixels.width as usize, pixels.height as usize);
-    // libjpeg reports errors by unwinding out of its error handler (the `mozjpeg` crate's design).
-    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    libjpeg(|| {
         let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
-        c.set_fastest_defaults();
-        c.set_size(width, height);
-        c.set_quality(f32::from(quality.clamp(1, 100)));
-        c.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
-        c.set_optimize_coding(true);
+        jpeg_settings(&mut c, pixels.width as usize, pixels.height as usize, quality);
         let mut started = c.start_compress(Vec::with_capacity(rgb.len() / 8))?;
         started.write_scanlines(&rgb)?;
         started.finish()
-    }));
-    match encoded {
-        Ok(result) => result.map_err(|e| EncodeError::Jpeg(e.to_string())),
-        Err(panic) => {
-            Err(EncodeError::Jpeg(super::panic_message(panic.as_ref()).unwrap_or_else(|| "libjpeg error".into())))
-        }
-    }
+    })
 }
 
-fn encode_webp(pixels: &Pixels, quality: u8, effort: u8) -> Result<Vec<u8>, EncodeError> {
+/// JPEG from 4:2:0 planes (libjpeg's raw data input): the samples are coded as they are.
+fn encode_jpeg_planes(planes: &YccPlanes, quality: u8) -> Result<Vec<u8>, EncodeError> {
+    use mozjpeg::CompInfoExt as _;
+    let (width, height) = (planes.y.width as usize, planes.y.height as usize);
+    libjpeg(|| {
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_YCbCr);
+        jpeg_settings(&mut c, width, height, quality);
+        c.set_raw_data_in(true);
+        let mut started = c.start_compress(Vec::with_capacity(width * height / 4))?;
+        // libjpeg reads raw data in whole 8 x 8 blocks: each plane is padded to them by repeating its
+        // last column and row, as libjpeg pads the pixels it is given.
+        let padded: Vec<Vec<u8>> = started
+            .components()
+            .iter()
+            .zip([&planes.y, &planes.cb, &planes.cr])
+            .map(|(comp, plane)| padded(plane, comp.row_stride(), comp.col_stride()))
+            .collect();
+        if !started.write_raw_data(&[&padded[0], &padded[1], &padded[2]]) {
+            return Err(std::io::Error::other("libjpeg took fewer rows than the image has"));
+        }
+        started.finish()
+    })
+}
+
+/// A one-channel `plane` as `width` x `height` samples, its last column and row repeated.
+fn padded(plane: &Pixels, width: usize, height: usize) -> Vec<u8> {
+    let w = (plane.width as usize).min(width);
+    let mut out = Vec::with_capacity(width * height);
+    for row in plane.data.chunks_exact(plane.width as usize).take(height) {
+        out.extend_from_slice(&row[..w]);
+        out.resize(out.len() + width - w, row[w - 1]);
+    }
+    let last = out.len() - width;
+    while out.len() < width * height {
+        out.extend_from_within(last..last + width);
+    }
+    out
+}
+
+fn webp_config(spec: &OutputSpec) -> Result<webp::WebPConfig, EncodeError> {
+    let mut config = webp::WebPConfig::new().map_err(|()| EncodeError::Webp("libwebp config".into()))?;
+    config.quality = f32::from(spec.quality.clamp(1, 100));
+    config.method = i32::from(spec.effort.unwrap_or(OutputSpec::DEFAULT_WEBP_EFFORT).min(6));
+    Ok(config)
+}
+
+fn encode_webp(pixels: &Pixels, config: &webp::WebPConfig) -> Result<Vec<u8>, EncodeError> {
     if pixels.channels == 4 && pixels.is_opaque() {
         let rgb = Pixels::new(pixels.width, pixels.height, 3, pixels.flatten([0, 0, 0]).into_owned());
-        return encode_webp(&rgb, quality, effort);
+        return webp_lossy(WebpInput::Pixels(&rgb), config);
     }
-    let mut config = webp::WebPConfig::new().map_err(|()| EncodeError::Webp("libwebp config".into()))?;
-    config.quality = f32::from(quality.clamp(1, 100));
-    config.method = i32::from(effort.min(6));
-    webp_lossy(pixels, &config)
+    webp_lossy(WebpInput::Pixels(pixels), config)
 }
 
-/// Encodes RGB or RGBA `pixels` with libwebp (the one the `webp` crate bundles), imported straight
-/// to YUV: the `webp` crate's encoder first copies every pixel into an ARGB picture and converts
-/// that to YUV, for the same output.
+/// What libwebp is given: RGB(A) pixels, which it converts to YUV 4:2:0 itself, or 4:2:0 planes.
+enum WebpInput<'a> {
+    Pixels(&'a Pixels),
+    Planes(&'a YccPlanes),
+}
+
+/// JFIF's full-range samples on the limited range of WebP's (BT.601) YUV: luma 16–235, chroma
+/// 16–240 around 128, rounded. The matrices are otherwise the same.
+const LIMITED_LUMA: [u8; 256] = limited_range(219);
+const LIMITED_CHROMA: [u8; 256] = limited_range(224);
+
+const fn limited_range(span: i32) -> [u8; 256] {
+    let (offset, centre) = if span == 219 { (16, 0) } else { (128, 128) };
+    let mut lut = [0u8; 256];
+    let mut v = 0;
+    while v < 256 {
+        let n = span * (v as i32 - centre);
+        let scaled = if n >= 0 { (n + 127) / 255 } else { -((-n + 127) / 255) };
+        lut[v] = (offset + scaled) as u8;
+        v += 1;
+    }
+    lut
+}
+
+/// Encodes with libwebp (the one the `webp` crate bundles) into a YUV picture: RGB(A) pixels are
+/// imported straight to YUV (the `webp` crate's encoder first copies every pixel into an ARGB
+/// picture and converts that, for the same output); 4:2:0 planes are copied in, mapped to WebP's
+/// range.
 #[allow(unsafe_code)]
-fn webp_lossy(pixels: &Pixels, config: &webp::WebPConfig) -> Result<Vec<u8>, EncodeError> {
+fn webp_lossy(input: WebpInput<'_>, config: &webp::WebPConfig) -> Result<Vec<u8>, EncodeError> {
     use libwebp_sys as sys;
-    let channels = usize::from(pixels.channels);
-    let too_large = || EncodeError::Webp(format!("{}x{} is too large", pixels.width, pixels.height));
-    let width = i32::try_from(pixels.width).map_err(|_| too_large())?;
-    let height = i32::try_from(pixels.height).map_err(|_| too_large())?;
-    let stride = i32::try_from(pixels.width as usize * channels).map_err(|_| too_large())?;
-    if !matches!(channels, 3 | 4) || pixels.data.len() < pixels.width as usize * pixels.height as usize * channels {
-        return Err(EncodeError::Webp(format!("{channels}-channel {}x{} pixels", pixels.width, pixels.height)));
+    let (width, height, channels) = match input {
+        WebpInput::Pixels(p) => (p.width, p.height, usize::from(p.channels)),
+        WebpInput::Planes(p) => (p.y.width, p.y.height, 1),
+    };
+    let too_large = || EncodeError::Webp(format!("{width}x{height} is too large"));
+    let stride = i32::try_from(width as usize * channels).map_err(|_| too_large())?;
+    let (w, h) = (width as usize, height as usize);
+    match input {
+        WebpInput::Pixels(p) if !matches!(channels, 3 | 4) || p.data.len() < w * h * channels => {
+            return Err(EncodeError::Webp(format!("{channels}-channel {width}x{height} pixels")));
+        }
+        WebpInput::Planes(p) if !p.is_420() || p.y.channels != 1 || p.y.data.len() < w * h => {
+            return Err(EncodeError::Webp(format!("planes {:?} {:?} {:?}", p.y, p.cb, p.cr)));
+        }
+        _ => {}
     }
     let mut picture = sys::WebPPicture::new().map_err(|()| EncodeError::Webp("libwebp picture".into()))?;
     picture.use_argb = 0;
-    picture.width = width;
-    picture.height = height;
+    picture.colorspace = sys::WebPEncCSP::WEBP_YUV420;
+    picture.width = i32::try_from(width).map_err(|_| too_large())?;
+    picture.height = i32::try_from(height).map_err(|_| too_large())?;
     let mut writer = std::mem::MaybeUninit::<sys::WebPMemoryWriter>::uninit();
-    // SAFETY: `picture` was initialised by libwebp and owns nothing yet; the import reads `height`
-    // rows of `stride` bytes from `pixels.data`, whose length is checked above, and allocates the
-    // YUV(A) planes that `WebPPictureFree` releases. The writer is initialised before libwebp
-    // writes into it through `custom_ptr`, which points at it for the whole `WebPEncode` call; its
-    // buffer is copied out before `WebPMemoryWriterClear` frees it. Nothing escapes this block.
+    // SAFETY: `picture` was initialised by libwebp and owns nothing yet. The RGB(A) import reads
+    // `height` rows of `stride` bytes from `p.data`, whose length is checked above, and allocates
+    // the YUV(A) planes. For planes, `WebPPictureAlloc` allocates a `width` x `height` luma plane
+    // (rows `y_stride` apart) and two `ceil(width / 2)` x `ceil(height / 2)` chroma planes (rows
+    // `uv_stride` apart), and the copies below write only inside those, reading planes whose sizes
+    // are checked above (`is_420`). `WebPPictureFree` releases what libwebp allocated. The writer is
+    // initialised before libwebp writes into it through `custom_ptr`, which points at it for the
+    // whole `WebPEncode` call; its buffer is copied out before `WebPMemoryWriterClear` frees it.
+    // Nothing escapes this block.
     unsafe {
         sys::WebPMemoryWriterInit(writer.as_mut_ptr());
-        let imported = if channels == 4 {
-            sys::WebPPictureImportRGBA(&mut picture, pixels.data.as_ptr(), stride)
-        } else {
-            sys::WebPPictureImportRGB(&mut picture, pixels.data.as_ptr(), stride)
+        let imported = match input {
+            WebpInput::Pixels(p) if channels == 4 => sys::WebPPictureImportRGBA(&mut picture, p.data.as_ptr(), stride),
+            WebpInput::Pixels(p) => sys::WebPPictureImportRGB(&mut picture, p.data.as_ptr(), stride),
+            WebpInput::Planes(p) => {
+                let allocated = sys::WebPPictureAlloc(&mut picture);
+                if allocated != 0 {
+                    let (ys, uvs) = (picture.y_stride as usize, picture.uv_stride as usize);
+                    let copy = |plane: &Pixels, dst: *mut u8, dst_stride: usize, lut: &[u8; 256]| {
+                        let pw = plane.width as usize;
+                        for (r, src) in plane.data.chunks_exact(pw).enumerate() {
+                            let row = std::slice::from_raw_parts_mut(dst.add(r * dst_stride), pw);
+                            for (d, &s) in row.iter_mut().zip(src) {
+                                *d = lut[usize::from(s)];
+                            }
+                        }
+                    };
+                    copy(&p.y, picture.y, ys, &LIMITED_LUMA);
+                    copy(&p.cb, picture.u, uvs, &LIMITED_CHROMA);
+                    copy(&p.cr, picture.v, uvs, &LIMITED_CHROMA);
+                }
+                allocated
+            }
         };
         picture.writer = Some(sys::WebPMemoryWrite);
         picture.custom_ptr = writer.as_mut_ptr().cast();
@@ -140,7 +263,8 @@ mod tests {
     fn jpeg_is_baseline_420_with_optimised_huffman_tables_and_nothing_else() {
         let src = gradient(64, 48);
         let jpeg =
-            encode(&src, &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]).unwrap();
+            encode(&src.clone().into(), &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3])
+                .unwrap();
         let segs = segments(&jpeg);
         let markers: Vec<u8> = segs.iter().map(|s| s.0).collect();
         assert!(
@@ -168,7 +292,8 @@ mod tests {
     fn jpeg_flattens_alpha_onto_the_background() {
         let clear = Pixels::new(16, 16, 4, vec![0; 16 * 16 * 4]);
         let jpeg =
-            encode(&clear, &OutputSpec { format: ImageFormat::Jpeg, quality: 90, effort: None }, [255, 0, 0]).unwrap();
+            encode(&clear.into(), &OutputSpec { format: ImageFormat::Jpeg, quality: 90, effort: None }, [255, 0, 0])
+                .unwrap();
         let back = zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(&jpeg)).decode().unwrap();
         assert!(back.chunks_exact(3).all(|p| p[0] > 240 && p[1] < 15 && p[2] < 15), "red background");
     }
@@ -177,11 +302,87 @@ mod tests {
     fn libjpeg_errors_are_typed_errors_not_panics() {
         // Wider than JPEG's 65500-pixel limit: libjpeg refuses it from inside its error handler.
         let wide = Pixels::new(70_000, 1, 3, vec![128; 70_000 * 3]);
-        let err = encode(&wide, &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]);
+        let err = encode(&wide.into(), &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]);
         assert!(matches!(&err, Err(EncodeError::Jpeg(m)) if m.contains("65500")), "{err:?}");
         let gray = Pixels::new(4, 4, 1, vec![0; 16]);
-        let err = encode(&gray, &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]);
+        let err = encode(
+            &gray.clone().into(),
+            &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None },
+            [255; 3],
+        );
         assert!(matches!(err, Err(EncodeError::Jpeg(_))), "{err:?}");
+    }
+
+    fn psnr(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let mse = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>() / a.len() as f64;
+        10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+    }
+
+    /// Photo-like 4:2:0 planes: smooth luma with some texture, slowly varying chroma.
+    fn planes(w: u32, h: u32) -> YccPlanes {
+        let plane = |pw: u32, ph: u32, f: &dyn Fn(u32, u32) -> u32| {
+            Pixels::new(pw, ph, 1, (0..ph).flat_map(|y| (0..pw).map(move |x| f(x, y).min(255) as u8)).collect())
+        };
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        YccPlanes {
+            y: plane(w, h, &|x, y| 40 + x * 150 / w + y * 50 / h + (x * 7 + y * 13) % 9),
+            cb: plane(cw, ch, &|x, y| 90 + x * 60 / cw + y * 10 / ch),
+            cr: plane(cw, ch, &|x, y| 170 - y * 70 / ch - x * 5 / cw),
+            chroma_scale: (0.5, 0.5),
+        }
+    }
+
+    #[test]
+    fn planes_encode_to_what_their_rgb_pixels_encode_to() {
+        // A 4:2:0 rendition goes into libjpeg as raw data and into libwebp as YUV; decoded, each
+        // must match the same rendition converted to RGB first and encoded from that, at every size
+        // (odd ones pad or halve unevenly), and the JPEG must be the same kind of file.
+        let jpeg_spec = OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None };
+        let webp_spec = OutputSpec { format: ImageFormat::Webp, quality: 80, effort: None };
+        for (w, h) in [(64, 48), (37, 23), (17, 33), (2, 3), (1, 1), (800, 533)] {
+            let planes = planes(w, h);
+            assert!(planes.is_420());
+            let rgb = Raster::Ycc(planes.clone()).into_pixels();
+            let (ycc, reference) = (Raster::Ycc(planes), Raster::Pixels(rgb.clone()));
+
+            let from_planes = encode(&ycc, &jpeg_spec, [255; 3]).unwrap();
+            let from_rgb = encode(&reference, &jpeg_spec, [255; 3]).unwrap();
+            let markers = |j: &[u8]| segments(j).iter().map(|s| s.0).collect::<Vec<_>>();
+            assert_eq!(markers(&from_planes), markers(&from_rgb), "{w}x{h}: same segments");
+            let sof = |j: &[u8]| segments(j).iter().find(|s| s.0 == 0xC0).unwrap().1.to_vec();
+            assert_eq!(sof(&from_planes), sof(&from_rgb), "{w}x{h}: same size and 4:2:0 sampling");
+            let decode =
+                |j: &[u8]| zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(j)).decode().unwrap();
+            let (a, b) = (psnr(&decode(&from_planes), &rgb.data), psnr(&decode(&from_rgb), &rgb.data));
+            assert!(a > 30.0 && a > b - 1.0, "{w}x{h} JPEG against the rendition: planes {a:.1} dB, via RGB {b:.1} dB");
+
+            let webp = encode(&ycc, &webp_spec, [255; 3]).unwrap();
+            let back = webp::Decoder::new(&webp).decode().unwrap();
+            assert_eq!((back.width(), back.height(), back.is_alpha()), (w, h, false), "{w}x{h} WebP");
+            let via_rgb = webp::Decoder::new(&encode(&reference, &webp_spec, [255; 3]).unwrap()).decode().unwrap();
+            let (a, b) = (psnr(&back, &rgb.data), psnr(&via_rgb, &rgb.data));
+            assert!(a > 30.0 && a > b - 1.0, "{w}x{h} WebP against the rendition: planes {a:.1} dB, via RGB {b:.1} dB");
+        }
+
+        // The full-range to limited-range maps keep the ends and the middle where WebP wants them.
+        assert_eq!((LIMITED_LUMA[0], LIMITED_LUMA[255]), (16, 235));
+        assert_eq!((LIMITED_CHROMA[0], LIMITED_CHROMA[128], LIMITED_CHROMA[255]), (16, 128, 240));
+        assert!(LIMITED_LUMA.windows(2).all(|p| p[0] <= p[1]) && LIMITED_CHROMA.windows(2).all(|p| p[0] <= p[1]));
+
+        // Planes whose chroma is not half of luma (4:4:4 here) are encoded through RGB.
+        let full_chroma = YccPlanes {
+            y: Pixels::new(8, 8, 1, vec![120; 64]),
+            cb: Pixels::new(8, 8, 1, vec![100; 64]),
+            cr: Pixels::new(8, 8, 1, vec![150; 64]),
+            chroma_scale: (1.0, 1.0),
+        };
+        assert!(!full_chroma.is_420());
+        let rgb = Raster::Ycc(full_chroma.clone()).into_pixels();
+        let ycc = Raster::Ycc(full_chroma);
+        for spec in [&jpeg_spec, &webp_spec] {
+            assert_eq!(encode(&ycc, spec, [255; 3]).unwrap(), encode(&rgb.clone().into(), spec, [255; 3]).unwrap());
+        }
     }
 
     #[test]
@@ -190,14 +391,14 @@ mod tests {
         config.quality = 80.0;
         config.method = 4;
         let src = gradient(123, 77);
-        let ours = webp_lossy(&src, &config).unwrap();
+        let ours = webp_lossy(WebpInput::Pixels(&src), &config).unwrap();
         let theirs = webp::Encoder::from_rgb(&src.data, src.width, src.height).encode_advanced(&config).unwrap();
         assert_eq!(ours, &*theirs, "same bytes as the webp crate's encoder");
 
         // Alpha is kept: a half-transparent image comes back with its alpha channel.
         let rgba =
             Pixels::new(32, 8, 4, (0..32 * 8).flat_map(|i| [200, 40, 10, if i % 32 < 16 { 0 } else { 255 }]).collect());
-        let out = webp_lossy(&rgba, &config).unwrap();
+        let out = webp_lossy(WebpInput::Pixels(&rgba), &config).unwrap();
         let back = webp::Decoder::new(&out).decode().unwrap();
         assert!(back.is_alpha());
         assert_eq!((back.width(), back.height()), (32, 8));
@@ -205,8 +406,10 @@ mod tests {
 
         // Input libwebp cannot take is a typed error.
         let gray = Pixels::new(4, 4, 1, vec![0; 16]);
-        assert!(matches!(webp_lossy(&gray, &config), Err(EncodeError::Webp(_))));
+        assert!(matches!(webp_lossy(WebpInput::Pixels(&gray), &config), Err(EncodeError::Webp(_))));
         let huge = Pixels::new(20_000, 1, 3, vec![0; 60_000]);
-        assert!(matches!(webp_lossy(&huge, &config), Err(EncodeError::Webp(m)) if m.contains("BAD_DIMENSION")));
+        assert!(
+            matches!(webp_lossy(WebpInput::Pixels(&huge), &config), Err(EncodeError::Webp(m)) if m.contains("BAD_DIMENSION"))
+        );
     }
 }

@@ -127,7 +127,9 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
 
     let made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
     let thumb = match made.frames.last().map(|&i| &made.renditions[i]) {
-        Some(f) => resize::resize(f, &transposed_plan(f.width, f.height, 100, 100, Fit::Inside, orientation))?,
+        Some(f) => {
+            resize::resize_raster(f, &transposed_plan(f.width(), f.height(), 100, 100, Fit::Inside, orientation))?
+        }
         None => resize::resize_raster(
             &source,
             &transposed_plan(source.width(), source.height(), 100, 100, Fit::Inside, orientation),
@@ -137,20 +139,20 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.resize_ms = clock.lap();
 
     // Turned upright and, for wide-gamut RGB sources, converted to sRGB now that they are small.
-    let upright: Vec<Pixels> =
-        made.renditions.into_iter().map(|p| converter.apply(orient::apply(p, orientation))).collect();
-    let thumb = converter.apply(orient::apply(thumb, orientation));
+    let upright: Vec<Raster> =
+        made.renditions.into_iter().map(|r| converter.apply_raster(orient::apply_raster(r, orientation))).collect();
+    let thumb = converter.apply(orient::apply(thumb.into_pixels(), orientation));
     timings.orient_ms = clock.lap();
 
     let mut outputs = Vec::new();
-    for (spec, pixels) in preset.renditions.iter().zip(&upright) {
+    for (spec, image) in preset.renditions.iter().zip(&upright) {
         for out in &spec.formats {
-            let data = encode::encode(pixels, out, options.background)?;
+            let data = encode::encode(image, out, options.background)?;
             outputs.push(Output {
                 name: spec.name.clone(),
                 format: out.format,
-                width: pixels.width,
-                height: pixels.height,
+                width: image.width(),
+                height: image.height(),
                 data,
             });
         }
@@ -175,8 +177,9 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
 /// Every rendition of a preset, resized but not yet turned upright or encoded.
 #[derive(Debug)]
 pub struct Made {
-    /// In preset order, still in the stored orientation.
-    pub renditions: Vec<Pixels>,
+    /// In preset order, still in the stored orientation: RGB(A) pixels, or 4:2:0 YCbCr planes for a
+    /// JPEG decoded to planes ([`resize::resize_raster`]).
+    pub renditions: Vec<Raster>,
     /// Indexes (into `renditions`) of the full-frame renditions smaller than the source, largest first.
     frames: Vec<usize>,
 }
@@ -231,30 +234,30 @@ pub fn resize_all_shrunk(
     order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
 
     let mut frames: Vec<usize> = Vec::new();
-    let mut out: Vec<Option<Pixels>> = vec![None; plans.len()];
+    let mut out: Vec<Option<Raster>> = vec![None; plans.len()];
     for i in order {
         let plan = plans[i];
         let cascade = frames.iter().rev().find_map(|&f| {
             let frame = out[f].as_ref()?;
             cascade_plan(src_w, src_h, frame, &plan).map(|p| (frame, p))
         });
-        let pixels = match cascade {
-            Some((frame, p)) => resize::resize(frame, &p)?,
+        let made = match cascade {
+            Some((frame, p)) => resize::resize_raster(frame, &p)?,
             None => resize::resize_raster(base, &plan.scaled(scale, scale))?,
         };
         let full_frame = plan.crop == (0.0, 0.0, f64::from(src_w), f64::from(src_h));
-        if full_frame && (pixels.width < src_w || pixels.height < src_h) {
+        if full_frame && (made.width() < src_w || made.height() < src_h) {
             frames.push(i);
         }
-        out[i] = Some(pixels);
+        out[i] = Some(made);
     }
     // Every slot is filled, so the frame indexes stay valid.
     Ok(Made { renditions: out.into_iter().flatten().collect(), frames })
 }
 
 /// Maps a plan on the full source onto a smaller full-frame rendition, if that is big enough.
-fn cascade_plan(src_w: u32, src_h: u32, frame: &Pixels, plan: &Plan) -> Option<Plan> {
-    let p = plan.scaled(f64::from(frame.width) / f64::from(src_w), f64::from(frame.height) / f64::from(src_h));
+fn cascade_plan(src_w: u32, src_h: u32, frame: &Raster, plan: &Plan) -> Option<Plan> {
+    let p = plan.scaled(f64::from(frame.width()) / f64::from(src_w), f64::from(frame.height()) / f64::from(src_h));
     let enough =
         p.crop.2 >= CASCADE_MIN_RATIO * f64::from(p.width) && p.crop.3 >= CASCADE_MIN_RATIO * f64::from(p.height);
     enough.then_some(p)

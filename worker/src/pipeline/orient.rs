@@ -3,6 +3,7 @@
 //! Renditions are resized in the stored orientation (with the box transposed for 5–8) and only the
 //! small results are turned, so a 12 MP photo is never rotated at full size.
 
+use super::decode::{Raster, YccPlanes};
 use super::pixels::Pixels;
 
 /// Reads tag 0x0112 (Orientation) from IFD0 of a TIFF-structured EXIF block (starting at `II`/`MM`).
@@ -42,33 +43,66 @@ pub const fn transposes(orientation: u8) -> bool {
     matches!(orientation, 5..=8)
 }
 
+/// [`apply`] for a rendition of either kind: YCbCr planes are turned one by one (a 4:2:0
+/// rendition's chroma stays half of its luma, whichever way it turns).
+pub fn apply_raster(src: Raster, orientation: u8) -> Raster {
+    match src {
+        Raster::Pixels(p) => Raster::Pixels(apply(p, orientation)),
+        Raster::Ycc(YccPlanes { y, cb, cr, chroma_scale: (sx, sy) }) => Raster::Ycc(YccPlanes {
+            y: apply(y, orientation),
+            cb: apply(cb, orientation),
+            cr: apply(cr, orientation),
+            chroma_scale: if transposes(orientation) { (sy, sx) } else { (sx, sy) },
+        }),
+    }
+}
+
 /// Returns the image turned as `orientation` says (1 or unknown: unchanged).
 pub fn apply(src: Pixels, orientation: u8) -> Pixels {
     if !(2..=8).contains(&orientation) {
         return src;
     }
     let (w, h) = (src.width as usize, src.height as usize);
-    let c = usize::from(src.channels);
     let (dw, dh) = if transposes(orientation) { (h, w) } else { (w, h) };
-    let mut out = vec![0u8; src.data.len()];
-    for y in 0..dh {
-        for x in 0..dw {
-            // Source coordinates of destination (x, y); see the EXIF spec's orientation table.
-            let (sx, sy) = match orientation {
-                2 => (w - 1 - x, y),
-                3 => (w - 1 - x, h - 1 - y),
-                4 => (x, h - 1 - y),
-                5 => (y, x),
-                6 => (y, h - 1 - x),
-                7 => (w - 1 - y, h - 1 - x),
-                _ => (w - 1 - y, x),
-            };
-            let s = (sy * w + sx) * c;
-            let d = (y * dw + x) * c;
-            out[d..d + c].copy_from_slice(&src.data[s..s + c]);
+    if src.data.is_empty() {
+        return Pixels::new(dw as u32, dh as u32, src.channels, src.data);
+    }
+    // One instance per usual channel count, so each pixel is a fixed-size copy.
+    let data = match src.channels {
+        1 => turn(&src.data, w, h, 1, orientation),
+        3 => turn(&src.data, w, h, 3, orientation),
+        4 => turn(&src.data, w, h, 4, orientation),
+        c => turn(&src.data, w, h, usize::from(c), orientation),
+    };
+    Pixels::new(dw as u32, dh as u32, src.channels, data)
+}
+
+/// The pixels of a `w` x `h` image of `c` channels turned as `orientation` (2–8) says. Each
+/// destination row walks one source row or column: pixel `x` of destination row `y` is source
+/// pixel `first + x * step` (see the EXIF spec's orientation table).
+#[inline(always)]
+fn turn(src: &[u8], w: usize, h: usize, c: usize, orientation: u8) -> Vec<u8> {
+    let dw = if transposes(orientation) { h } else { w };
+    let mut out = vec![0u8; src.len()];
+    let (w_i, one) = (w as isize, 1isize);
+    for (y, row) in out.chunks_exact_mut(dw * c).enumerate() {
+        let (first, step) = match orientation {
+            2 => (y * w + w - 1, -one),
+            3 => ((h - 1 - y) * w + w - 1, -one),
+            4 => ((h - 1 - y) * w, one),
+            5 => (y, w_i),
+            6 => ((h - 1) * w + y, -w_i),
+            7 => ((h - 1) * w + w - 1 - y, -w_i),
+            _ => (w - 1 - y, w_i),
+        };
+        let mut s = first as isize;
+        for d in row.chunks_exact_mut(c) {
+            let i = s as usize * c;
+            d.copy_from_slice(&src[i..i + c]);
+            s += step;
         }
     }
-    Pixels::new(dw as u32, dh as u32, src.channels, out)
+    out
 }
 
 #[cfg(test)]
@@ -111,6 +145,37 @@ mod tests {
         let t = tiff(true, 6);
         for cut in 0..t.len() {
             assert!(exif_orientation(&t[..cut]) <= 8);
+        }
+    }
+
+    #[test]
+    fn planes_turn_as_their_pixels_do() {
+        // A 4:2:0 rendition turned plane by plane is the same image as its RGB turned, and its chroma
+        // stays half of its luma (rounded up) whichever way it turns, odd sizes included.
+        let plane = |w: u32, h: u32, seed: u32| {
+            Pixels::new(
+                w,
+                h,
+                1,
+                (0..w * h).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8).collect(),
+            )
+        };
+        for (w, h) in [(6u32, 4u32), (5, 3), (1, 2)] {
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let planes =
+                YccPlanes { y: plane(w, h, 1), cb: plane(cw, ch, 2), cr: plane(cw, ch, 3), chroma_scale: (0.5, 0.5) };
+            for o in 1..=8 {
+                let Raster::Ycc(turned) = apply_raster(Raster::Ycc(planes.clone()), o) else {
+                    panic!("planes stay planes")
+                };
+                assert!(turned.is_420(), "{w}x{h} orientation {o}");
+                let want = if transposes(o) { (h, w) } else { (w, h) };
+                assert_eq!((turned.y.width, turned.y.height), want);
+                if w % 2 == 0 && h % 2 == 0 {
+                    let rgb = Raster::Ycc(planes.clone()).into_pixels();
+                    assert_eq!(Raster::Ycc(turned).into_pixels(), apply(rgb, o), "{w}x{h} orientation {o}");
+                }
+            }
         }
     }
 

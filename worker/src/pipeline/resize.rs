@@ -98,11 +98,13 @@ pub fn lanczos3(x: f64) -> f64 {
     3.0 * s * s * (3.0 - 4.0 * s * s) / (px * px)
 }
 
-/// Resizes any decoded raster to an RGB(A) rendition.
-pub fn resize_raster(src: &Raster, plan: &Plan) -> Result<Pixels, ResizeError> {
+/// Resizes any decoded raster to a rendition: interleaved pixels stay interleaved; YCbCr planes
+/// come out as luma at the rendition size and chroma at half of it (4:2:0), which is what both
+/// encoders take, so no RGB image is made on the way.
+pub fn resize_raster(src: &Raster, plan: &Plan) -> Result<Raster, ResizeError> {
     match src {
-        Raster::Pixels(p) => resize(p, plan),
-        Raster::Ycc(planes) => resize_ycc(planes, plan),
+        Raster::Pixels(p) => resize(p, plan).map(Raster::Pixels),
+        Raster::Ycc(planes) => resize_ycc(planes, plan).map(Raster::Ycc),
     }
 }
 
@@ -282,10 +284,9 @@ fn mean_row<const K: usize>(acc: &[u16], channels: u8, n_rows: usize, out: &mut 
 }
 
 /// Resizes luma to the rendition size and both chroma planes to half of it (chroma crops scaled to
-/// the chroma grid; JPEG chroma is centred, so the mapping is a plain scale), then converts to RGB.
-/// Half-size chroma is all a rendition keeps: JPEG and WebP renditions are encoded 4:2:0, and the
-/// encoders' 2 x 2 chroma average of repeated samples gives those samples back.
-fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<Pixels, ResizeError> {
+/// the chroma grid; JPEG chroma is centred, so the mapping is a plain scale). Half-size chroma is
+/// all a rendition keeps: JPEG and WebP renditions are encoded 4:2:0.
+fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<YccPlanes, ResizeError> {
     let y = resize(&src.y, plan)?;
     let (sx, sy) = src.chroma_scale;
     let (l, t, w, h) = plan.crop;
@@ -301,7 +302,7 @@ fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<Pixels, ResizeError> {
     };
     let cb = resize(&src.cb, &chroma_plan)?;
     let cr = resize(&src.cr, &chroma_plan)?;
-    Ok(ycc_to_rgb(&y, &cb, &cr))
+    Ok(YccPlanes { y, cb, cr, chroma_scale: (0.5, 0.5) })
 }
 
 /// JFIF YCbCr (full range) → RGB, in 16.16 fixed point. Chroma planes smaller than luma (the
