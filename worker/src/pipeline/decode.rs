@@ -80,11 +80,14 @@ impl Raster {
 }
 
 impl YccPlanes {
-    /// True when both chroma planes are exactly half of luma's size (rounded up), as the 4:2:0
-    /// encoders take them: what a YCbCr rendition is made as ([`resize::resize_raster`]).
+    /// True when the planes are one channel each and both chroma planes are exactly half of
+    /// luma's size (rounded up), as the 4:2:0 encoders take them: what a YCbCr rendition is made
+    /// as ([`resize::resize_raster`]).
     pub fn is_420(&self) -> bool {
         let half = (self.y.width.div_ceil(2), self.y.height.div_ceil(2));
-        (self.cb.width, self.cb.height) == half && (self.cr.width, self.cr.height) == half
+        [&self.y, &self.cb, &self.cr].iter().all(|p| p.channels == 1)
+            && (self.cb.width, self.cb.height) == half
+            && (self.cr.width, self.cr.height) == half
     }
 }
 

@@ -176,7 +176,7 @@ fn webp_lossy(input: WebpInput<'_>, config: &webp::WebPConfig) -> Result<Vec<u8>
         WebpInput::Pixels(p) if !matches!(channels, 3 | 4) || p.data.len() < w * h * channels => {
             return Err(EncodeError::Webp(format!("{channels}-channel {width}x{height} pixels")));
         }
-        WebpInput::Planes(p) if !p.is_420() || p.y.channels != 1 || p.y.data.len() < w * h => {
+        WebpInput::Planes(p) if !p.is_420() => {
             return Err(EncodeError::Webp(format!("planes {:?} {:?} {:?}", p.y, p.cb, p.cr)));
         }
         _ => {}
@@ -191,8 +191,8 @@ fn webp_lossy(input: WebpInput<'_>, config: &webp::WebPConfig) -> Result<Vec<u8>
     // `height` rows of `stride` bytes from `p.data`, whose length is checked above, and allocates
     // the YUV(A) planes. For planes, `WebPPictureAlloc` allocates a `width` x `height` luma plane
     // (rows `y_stride` apart) and two `ceil(width / 2)` x `ceil(height / 2)` chroma planes (rows
-    // `uv_stride` apart), and the copies below write only inside those, reading planes whose sizes
-    // are checked above (`is_420`). `WebPPictureFree` releases what libwebp allocated. The writer is
+    // `uv_stride` apart); the copies write at most `plane.height` rows of `plane.width` bytes into
+    // each, and `is_420` (checked above) makes those the sizes libwebp allocated. `WebPPictureFree` releases what libwebp allocated. The writer is
     // initialised before libwebp writes into it through `custom_ptr`, which points at it for the
     // whole `WebPEncode` call; its buffer is copied out before `WebPMemoryWriterClear` frees it.
     // Nothing escapes this block.
@@ -207,7 +207,7 @@ fn webp_lossy(input: WebpInput<'_>, config: &webp::WebPConfig) -> Result<Vec<u8>
                     let (ys, uvs) = (picture.y_stride as usize, picture.uv_stride as usize);
                     let copy = |plane: &Pixels, dst: *mut u8, dst_stride: usize, lut: &[u8; 256]| {
                         let pw = plane.width as usize;
-                        for (r, src) in plane.data.chunks_exact(pw).enumerate() {
+                        for (r, src) in plane.data.chunks_exact(pw).take(plane.height as usize).enumerate() {
                             let row = std::slice::from_raw_parts_mut(dst.add(r * dst_stride), pw);
                             for (d, &s) in row.iter_mut().zip(src) {
                                 *d = lut[usize::from(s)];
@@ -369,6 +369,13 @@ mod tests {
         assert_eq!((LIMITED_LUMA[0], LIMITED_LUMA[255]), (16, 235));
         assert_eq!((LIMITED_CHROMA[0], LIMITED_CHROMA[128], LIMITED_CHROMA[255]), (16, 128, 240));
         assert!(LIMITED_LUMA.windows(2).all(|p| p[0] <= p[1]) && LIMITED_CHROMA.windows(2).all(|p| p[0] <= p[1]));
+
+        // Planes that are not one channel each are not taken as planes.
+        let mut two_channel = planes(16, 16);
+        two_channel.cb = Pixels::new(8, 8, 2, vec![128; 128]);
+        assert!(!two_channel.is_420());
+        let refused = webp_lossy(WebpInput::Planes(&two_channel), &webp_config(&webp_spec).unwrap());
+        assert!(matches!(refused, Err(EncodeError::Webp(_))), "{refused:?}");
 
         // Planes whose chroma is not half of luma (4:4:4 here) are encoded through RGB.
         let full_chroma = YccPlanes {
