@@ -27,11 +27,10 @@ pub enum EncodeError {
 /// Encodes a rendition as `spec` says (format, quality 1–100, WebP effort): RGB(A) pixels, or
 /// YCbCr planes with 4:2:0 chroma (other planes are converted to RGB first).
 pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
-    let quality = spec.quality.clamp(1, 100);
     let pixels = match image {
         Raster::Ycc(planes) if planes.is_420() => {
             return match spec.format {
-                ImageFormat::Jpeg => encode_jpeg_planes(planes, quality),
+                ImageFormat::Jpeg => encode_jpeg_planes(planes, spec.quality),
                 ImageFormat::Webp => webp_lossy(WebpInput::Planes(planes), &webp_config(spec)?),
                 ImageFormat::Png => Err(EncodeError::Unsupported(spec.format)),
             };
@@ -40,17 +39,17 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
         Raster::Pixels(p) => p,
     };
     match spec.format {
-        ImageFormat::Jpeg => encode_jpeg(pixels, quality, background),
+        ImageFormat::Jpeg => encode_jpeg(pixels, spec.quality, background),
         ImageFormat::Webp => encode_webp(pixels, &webp_config(spec)?),
         ImageFormat::Png => Err(EncodeError::Unsupported(spec.format)),
     }
 }
 
-/// The settings every JPEG rendition is made with.
+/// The settings every JPEG rendition is made with (quality clamped to 1–100).
 fn jpeg_settings(c: &mut mozjpeg::Compress, width: usize, height: usize, quality: u8) {
     c.set_fastest_defaults();
     c.set_size(width, height);
-    c.set_quality(f32::from(quality));
+    c.set_quality(f32::from(quality.clamp(1, 100)));
     c.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
     c.set_optimize_coding(true);
 }

@@ -126,15 +126,10 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.decode_ms = clock.lap();
 
     let made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
-    let thumb = match made.frames.last().map(|&i| &made.renditions[i]) {
-        Some(f) => {
-            resize::resize_raster(f, &transposed_plan(f.width(), f.height(), 100, 100, Fit::Inside, orientation))?
-        }
-        None => resize::resize_raster(
-            &source,
-            &transposed_plan(source.width(), source.height(), 100, 100, Fit::Inside, orientation),
-        )?,
-    };
+    // The placeholder's image comes from the smallest full-frame rendition, or else the source.
+    let base = made.frames.last().map_or(&source, |&i| &made.renditions[i]);
+    let thumb =
+        resize::resize_raster(base, &transposed_plan(base.width(), base.height(), 100, 100, Fit::Inside, orientation))?;
     drop(source);
     timings.resize_ms = clock.lap();
 
