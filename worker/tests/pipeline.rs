@@ -2,6 +2,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use common::*;
 use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Preset};
 use imgfleet_worker::pipeline::pixels::Pixels;
@@ -126,6 +127,29 @@ fn all_eight_exif_orientations_come_out_upright() {
             tpx[i..i + 3].iter().zip(&QUADRANTS[0]).all(|(&a, &b)| a.abs_diff(b) < 40),
             "orientation {orientation} thumb"
         );
+    }
+}
+
+/// The placeholder is a ThumbHash of the upright image: decoded, it has the image's aspect ratio and
+/// each quadrant's colour where the upright image has it, for every EXIF orientation.
+#[test]
+fn placeholder_decodes_to_the_upright_image() {
+    let (w, h) = (400, 300);
+    for orientation in 1..=8u8 {
+        let (sw, sh, data) = stored_for(orientation, w, h);
+        let bytes = with_exif(&jpeg_of(&data, sw, sh, ColorType::Rgb), u16::from(orientation), false);
+        let r = run(&bytes);
+        let hash = base64::engine::general_purpose::STANDARD.decode(&r.result.placeholder).expect("base64");
+        let aspect = thumbhash::thumb_hash_to_approximate_aspect_ratio(&hash).expect("a ThumbHash");
+        assert!((aspect - 4.0 / 3.0).abs() < 0.2, "orientation {orientation}: aspect {aspect}");
+        let (pw, ph, px) = thumbhash::thumb_hash_to_rgba(&hash).expect("a ThumbHash");
+        for (q, want) in QUADRANTS.iter().enumerate() {
+            let (x, y) = (if q % 2 == 0 { pw / 5 } else { 4 * pw / 5 }, if q < 2 { ph / 5 } else { 4 * ph / 5 });
+            let got = &px[(y * pw + x) * 4..][..3];
+            // Blurred, but each quadrant's strongest channel (all of them for white) stays its own.
+            let close = got.iter().zip(want).all(|(&a, &b)| a.abs_diff(b) < 90);
+            assert!(close, "orientation {orientation} quadrant {q}: got {got:?}, want {want:?}");
+        }
     }
 }
 
