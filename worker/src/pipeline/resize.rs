@@ -264,13 +264,15 @@ fn mean_row<const K: usize>(acc: &[u16], channels: u8, n_rows: usize, out: &mut 
     let full = acc.len() / c / K; // blocks not cut off by the right edge
     // Mean as a 16.16 multiply: rounding is off by at most one level.
     let mul = (1u32 << 16) / (K * n_rows) as u32;
-    let mean = |sum: u32| ((sum * mul + (1 << 15)) >> 16) as u8;
     let blocks = &acc[..full * K * c];
-    if c == 1 {
-        out.extend(blocks.chunks_exact(K).map(|b| mean(b.iter().map(|&v| u32::from(v)).sum())));
-    } else {
-        for block in blocks.chunks_exact(K * c) {
-            out.extend((0..c).map(|ch| mean((0..K).map(|j| u32::from(block[j * c + ch])).sum())));
+    match c {
+        1 => block_means::<K, 1>(blocks, mul, out),
+        3 => block_means::<K, 3>(blocks, mul, out),
+        4 => block_means::<K, 4>(blocks, mul, out),
+        _ => {
+            for block in blocks.chunks_exact(K * c) {
+                out.extend((0..c).map(|ch| mean_of((0..K).map(|j| u32::from(block[j * c + ch])).sum(), mul)));
+            }
         }
     }
     let tail = &acc[full * K * c..];
@@ -279,6 +281,26 @@ fn mean_row<const K: usize>(acc: &[u16], channels: u8, n_rows: usize, out: &mut 
         for ch in 0..c {
             let sum: u32 = tail.iter().skip(ch).step_by(c).map(|&v| u32::from(v)).sum();
             out.push(((sum + n / 2) / n) as u8);
+        }
+    }
+}
+
+fn mean_of(sum: u32, mul: u32) -> u8 {
+    ((sum * mul + (1 << 15)) >> 16) as u8
+}
+
+/// [`mean_row`]'s whole blocks with the block width and channel count fixed at compile time: the
+/// sums unroll into straight-line code (they were a loop and an iterator per channel per block).
+fn block_means<const K: usize, const C: usize>(blocks: &[u16], mul: u32, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + blocks.len() / K, 0);
+    for (means, block) in out[start..].chunks_exact_mut(C).zip(blocks.chunks_exact(K * C)) {
+        for (ch, m) in means.iter_mut().enumerate() {
+            let mut sum = 0u32;
+            for j in 0..K {
+                sum += u32::from(block[j * C + ch]);
+            }
+            *m = mean_of(sum, mul);
         }
     }
 }
@@ -407,6 +429,44 @@ mod tests {
         assert_eq!(whole_factor(7), 4);
         assert_eq!(whole_factor(9), 8);
         assert_eq!(box_reduce(&src, 1), src);
+    }
+
+    #[test]
+    fn box_reduce_is_the_block_mean_for_every_channel_count_and_factor() {
+        // Odd sizes, so every factor leaves blocks cut off by the right and bottom edges.
+        let (w, h) = (37usize, 23usize);
+        for channels in 1..=4u8 {
+            let c = usize::from(channels);
+            let data: Vec<u8> = (0..w * h * c).map(|i| ((i * 7919 + i / 3 * 31) % 256) as u8).collect();
+            let src = Pixels::new(w as u32, h as u32, channels, data);
+            for k in [2usize, 3, 4, 8, 16] {
+                let out = box_reduce(&src, k as u32);
+                let (ow, oh) = (w.div_ceil(k), h.div_ceil(k));
+                assert_eq!((out.width as usize, out.height as usize, out.channels), (ow, oh, channels));
+                // Factors over 4 are means of rounded 4 x 4 means: one more level of rounding, and
+                // at the right and bottom edges a mean of unequal parts; their whole blocks are checked.
+                let (tolerance, bw, bh) = if k > 4 { (2.0, w / k, h / k) } else { (1.0, ow, oh) };
+                for by in 0..bh {
+                    for bx in 0..bw {
+                        for ch in 0..c {
+                            let (mut sum, mut n) = (0.0, 0.0);
+                            for y in by * k..((by + 1) * k).min(h) {
+                                for x in bx * k..((bx + 1) * k).min(w) {
+                                    sum += f64::from(src.data[(y * w + x) * c + ch]);
+                                    n += 1.0;
+                                }
+                            }
+                            let got = f64::from(out.data[(by * ow + bx) * c + ch]);
+                            assert!(
+                                (got - sum / n).abs() <= tolerance,
+                                "{channels} channels, k {k}, block ({bx}, {by}): {got} vs {}",
+                                sum / n
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
