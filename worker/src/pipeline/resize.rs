@@ -61,13 +61,19 @@ pub struct ResizeError(String);
 
 /// Resizes the `plan.crop` region of `src` to `plan.width` x `plan.height` with Lanczos3.
 pub fn resize(src: &Pixels, plan: &Plan) -> Result<Pixels, ResizeError> {
-    let err = |e: &dyn std::fmt::Display| ResizeError(e.to_string());
     let pixel_type = match src.channels {
         1 => PixelType::U8,
         3 => PixelType::U8x3,
         4 => PixelType::U8x4,
         n => return Err(ResizeError(format!("{n} channels"))),
     };
+    resize_as(src, plan, pixel_type)
+}
+
+/// [`resize`] with the pixel type given; a four-channel image's last channel is alpha (resized
+/// premultiplied), a two-channel one is two independent channels (a pair of chroma planes).
+fn resize_as(src: &Pixels, plan: &Plan, pixel_type: PixelType) -> Result<Pixels, ResizeError> {
+    let err = |e: &dyn std::fmt::Display| ResizeError(e.to_string());
     let full = plan.crop == (0.0, 0.0, f64::from(src.width), f64::from(src.height));
     if full && plan.width == src.width && plan.height == src.height {
         return Ok(src.clone());
@@ -76,8 +82,10 @@ pub fn resize(src: &Pixels, plan: &Plan) -> Result<Pixels, ResizeError> {
     let mut dst = Image::new(plan.width, plan.height, pixel_type);
     let (left, top, w, h) = plan.crop;
     let lanczos3 = Filter::new("Lanczos3", lanczos3, 3.0).map_err(|e| err(&e))?;
-    let options =
-        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Custom(lanczos3))).crop(left, top, w, h);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Custom(lanczos3)))
+        .crop(left, top, w, h)
+        .use_alpha(pixel_type == PixelType::U8x4);
     Resizer::new().resize(&view, &mut dst, &options).map_err(|e| err(&e))?;
     Ok(Pixels::new(plan.width, plan.height, src.channels, dst.into_vec()))
 }
@@ -322,9 +330,32 @@ fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<YccPlanes, ResizeError> {
             (h * sy).min(f64::from(src.cb.height) - t * sy),
         ),
     };
-    let cb = resize(&src.cb, &chroma_plan)?;
-    let cr = resize(&src.cr, &chroma_plan)?;
+    let (cb, cr) = if src.cb.channels == 1 && (src.cb.width, src.cb.height) == (src.cr.width, src.cr.height) {
+        // Both chroma planes in one pass, as the two channels of one image: the filter is worked
+        // out once and each output pixel's bookkeeping is done once for both. The same sums in
+        // the same integers, so the same bytes as two one-channel resizes (a test compares them).
+        let both = interleave(&src.cb, &src.cr);
+        deinterleave(&resize_as(&both, &chroma_plan, PixelType::U8x2)?)
+    } else {
+        (resize(&src.cb, &chroma_plan)?, resize(&src.cr, &chroma_plan)?)
+    };
     Ok(YccPlanes { y, cb, cr, chroma_scale: (0.5, 0.5) })
+}
+
+/// Two one-channel planes of one size as one two-channel image.
+fn interleave(a: &Pixels, b: &Pixels) -> Pixels {
+    let mut data = vec![0; a.data.len() * 2];
+    for ((pair, &x), &y) in data.chunks_exact_mut(2).zip(&a.data).zip(&b.data) {
+        pair[0] = x;
+        pair[1] = y;
+    }
+    Pixels::new(a.width, a.height, 2, data)
+}
+
+/// A two-channel image as its two one-channel planes.
+fn deinterleave(both: &Pixels) -> (Pixels, Pixels) {
+    let (a, b): (Vec<u8>, Vec<u8>) = both.data.chunks_exact(2).map(|p| (p[0], p[1])).unzip();
+    (Pixels::new(both.width, both.height, 1, a), Pixels::new(both.width, both.height, 1, b))
 }
 
 /// JFIF YCbCr (full range) → RGB, in 16.16 fixed point. Chroma planes smaller than luma (the
@@ -366,6 +397,43 @@ pub fn ycc_to_rgb(y: &Pixels, cb: &Pixels, cr: &Pixels) -> Pixels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chroma_pairs_resize_to_the_same_bytes_as_single_planes() {
+        let plane = |w: u32, h: u32, seed: usize| {
+            let data = (0..(w * h) as usize).map(|i| ((i * 7919 + seed * 104_729 + i / 13 * 31) % 256) as u8).collect();
+            Pixels::new(w, h, 1, data)
+        };
+        for (w, h) in [(504, 378), (455, 371), (33, 17), (3, 2), (1, 1)] {
+            let planes = YccPlanes {
+                y: plane(2 * w, 2 * h, 0),
+                cb: plane(w, h, 1),
+                cr: plane(w, h, 2),
+                chroma_scale: (0.5, 0.5),
+            };
+            for fit in [Fit::Inside, Fit::Cover] {
+                for (bw, bh) in [(800, 800), (400, 400), (150, 150), (7, 5)] {
+                    let p = plan(2 * w, 2 * h, bw, bh, fit);
+                    let out = resize_ycc(&planes, &p).unwrap();
+                    let (sx, sy) = planes.chroma_scale;
+                    let (l, t, cw, ch) = p.crop;
+                    let chroma_plan = Plan {
+                        width: p.width.div_ceil(2),
+                        height: p.height.div_ceil(2),
+                        crop: (
+                            l * sx,
+                            t * sy,
+                            (cw * sx).min(f64::from(w) - l * sx),
+                            (ch * sy).min(f64::from(h) - t * sy),
+                        ),
+                    };
+                    assert_eq!(out.cb, resize(&planes.cb, &chroma_plan).unwrap(), "cb {w}x{h} {fit:?} {bw}x{bh}");
+                    assert_eq!(out.cr, resize(&planes.cr, &chroma_plan).unwrap(), "cr {w}x{h} {fit:?} {bw}x{bh}");
+                    assert_eq!(out.y, resize(&planes.y, &p).unwrap());
+                }
+            }
+        }
+    }
 
     #[test]
     fn inside_keeps_aspect_and_never_upscales() {
