@@ -100,13 +100,17 @@ fn stored_for(orientation: u8, w: u32, h: u32) -> (u32, u32, Vec<u8>) {
     (sw, sh, data)
 }
 
+/// [`stored_for`] as a JPEG tagged with `orientation`.
+fn stored_jpeg(orientation: u8, w: u32, h: u32) -> Vec<u8> {
+    let (sw, sh, data) = stored_for(orientation, w, h);
+    with_exif(&jpeg_of(&data, sw, sh, ColorType::Rgb), u16::from(orientation), false)
+}
+
 #[test]
 fn all_eight_exif_orientations_come_out_upright() {
     let (w, h) = (96, 64);
     for orientation in 1..=8u8 {
-        let (sw, sh, data) = stored_for(orientation, w, h);
-        let bytes = with_exif(&jpeg_of(&data, sw, sh, ColorType::Rgb), u16::from(orientation), false);
-        let r = run(&bytes);
+        let r = run(&stored_jpeg(orientation, w, h));
         check_outputs(&r);
         assert_eq!(r.result.source.orientation, orientation);
         let large = r.outputs.iter().find(|o| o.name == "large" && o.format == ImageFormat::Jpeg).unwrap();
@@ -136,9 +140,7 @@ fn all_eight_exif_orientations_come_out_upright() {
 fn placeholder_decodes_to_the_upright_image() {
     let (w, h) = (400, 300);
     for orientation in 1..=8u8 {
-        let (sw, sh, data) = stored_for(orientation, w, h);
-        let bytes = with_exif(&jpeg_of(&data, sw, sh, ColorType::Rgb), u16::from(orientation), false);
-        let r = run(&bytes);
+        let r = run(&stored_jpeg(orientation, w, h));
         let hash = base64::engine::general_purpose::STANDARD.decode(&r.result.placeholder).expect("base64");
         let aspect = thumbhash::thumb_hash_to_approximate_aspect_ratio(&hash).expect("a ThumbHash");
         assert!((aspect - 4.0 / 3.0).abs() < 0.2, "orientation {orientation}: aspect {aspect}");

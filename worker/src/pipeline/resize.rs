@@ -357,19 +357,10 @@ fn block_means<const K: usize, const C: usize>(blocks: &[u16], mul: u32, out: &m
 /// all a rendition keeps: JPEG and WebP renditions are encoded 4:2:0.
 fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<YccPlanes, ResizeError> {
     let y = resize(&src.y, plan)?;
-    let (sx, sy) = src.chroma_scale;
-    let (l, t, w, h) = plan.crop;
-    let chroma_plan = Plan {
-        width: plan.width.div_ceil(2),
-        height: plan.height.div_ceil(2),
-        crop: (
-            l * sx,
-            t * sy,
-            (w * sx).min(f64::from(src.cb.width) - l * sx),
-            (h * sy).min(f64::from(src.cb.height) - t * sy),
-        ),
-    };
-    let (cb, cr) = if src.cb.channels == 1 && (src.cb.width, src.cb.height) == (src.cr.width, src.cr.height) {
+    let chroma_plan = chroma_plan(src, plan);
+    let pairable =
+        (src.cb.channels, src.cr.channels) == (1, 1) && (src.cb.width, src.cb.height) == (src.cr.width, src.cr.height);
+    let (cb, cr) = if pairable {
         // Both chroma planes in one pass, as the two channels of one image: the filter is worked
         // out once and each output pixel's bookkeeping is done once for both. The same sums in
         // the same integers, so the same bytes as two one-channel resizes (a test compares them).
@@ -379,6 +370,22 @@ fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<YccPlanes, ResizeError> {
         (resize(&src.cb, &chroma_plan)?, resize(&src.cr, &chroma_plan)?)
     };
     Ok(YccPlanes { y, cb, cr, chroma_scale: (0.5, 0.5) })
+}
+
+/// `plan` (on luma) on the chroma planes, for half-size chroma.
+fn chroma_plan(src: &YccPlanes, plan: &Plan) -> Plan {
+    let (sx, sy) = src.chroma_scale;
+    let (l, t, w, h) = plan.crop;
+    Plan {
+        width: plan.width.div_ceil(2),
+        height: plan.height.div_ceil(2),
+        crop: (
+            l * sx,
+            t * sy,
+            (w * sx).min(f64::from(src.cb.width) - l * sx),
+            (h * sy).min(f64::from(src.cb.height) - t * sy),
+        ),
+    }
 }
 
 /// Two one-channel planes of one size as one two-channel image.
@@ -454,18 +461,7 @@ mod tests {
                 for (bw, bh) in [(800, 800), (400, 400), (150, 150), (7, 5)] {
                     let p = plan(2 * w, 2 * h, bw, bh, fit);
                     let out = resize_ycc(&planes, &p).unwrap();
-                    let (sx, sy) = planes.chroma_scale;
-                    let (l, t, cw, ch) = p.crop;
-                    let chroma_plan = Plan {
-                        width: p.width.div_ceil(2),
-                        height: p.height.div_ceil(2),
-                        crop: (
-                            l * sx,
-                            t * sy,
-                            (cw * sx).min(f64::from(w) - l * sx),
-                            (ch * sy).min(f64::from(h) - t * sy),
-                        ),
-                    };
+                    let chroma_plan = chroma_plan(&planes, &p);
                     assert_eq!(out.cb, resize(&planes.cb, &chroma_plan).unwrap(), "cb {w}x{h} {fit:?} {bw}x{bh}");
                     assert_eq!(out.cr, resize(&planes.cr, &chroma_plan).unwrap(), "cr {w}x{h} {fit:?} {bw}x{bh}");
                     assert_eq!(out.y, resize(&planes.y, &p).unwrap());
