@@ -108,7 +108,8 @@ pub fn lanczos3(x: f64) -> f64 {
 
 /// sin²(πx/3) for |x| ≤ 3, to within an ulp or two of the library sine: the angle is folded into
 /// [0, π/4] (sin² is even and symmetric about π/2) and Cephes' sine and cosine polynomials for that
-/// range are used. The library sine's own range reduction and call were half of the kernel's cost.
+/// range are used. The library sine's range reduction and call were two thirds of the kernel's
+/// instructions.
 fn sin_squared_pi_third(x: f64) -> f64 {
     use std::f64::consts::PI;
     let t = x.abs() / 3.0; // the angle over π, in [0, 1]
