@@ -191,10 +191,10 @@ fn webp_lossy(input: WebpInput<'_>, config: &webp::WebPConfig) -> Result<Vec<u8>
     // the YUV(A) planes. For planes, `WebPPictureAlloc` allocates a `width` x `height` luma plane
     // (rows `y_stride` apart) and two `ceil(width / 2)` x `ceil(height / 2)` chroma planes (rows
     // `uv_stride` apart); the copies write at most `plane.height` rows of `plane.width` bytes into
-    // each, and `is_420` (checked above) makes those the sizes libwebp allocated. `WebPPictureFree` releases what libwebp allocated. The writer is
-    // initialised before libwebp writes into it through `custom_ptr`, which points at it for the
-    // whole `WebPEncode` call; its buffer is copied out before `WebPMemoryWriterClear` frees it.
-    // Nothing escapes this block.
+    // each, and `is_420` (checked above) makes those the sizes libwebp allocated.
+    // `WebPPictureFree` releases what libwebp allocated. The writer is initialised before libwebp
+    // writes into it through `custom_ptr`, which points at it for the whole `WebPEncode` call; its
+    // buffer is copied out before `WebPMemoryWriterClear` frees it. Nothing escapes this block.
     unsafe {
         sys::WebPMemoryWriterInit(writer.as_mut_ptr());
         let imported = match input {
