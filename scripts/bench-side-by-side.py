@@ -5,7 +5,8 @@ Each round runs the peer benchmark (a copy of PEERS/bench.py: libvips, sharp, Pi
 under /usr/bin/time -v, interleaved) and then `imgfleet-loadtest pipeline` with 1 and 2 threads under
 the same protocol: wait for a quiet machine, one untimed warm-up pass, REPS timed passes over
 photos/*.jpg, CPU used by other processes counted as foreign load (a run over --max-foreign is
-repeated). The table gives medians over rounds and each row's speed as a ratio of the fastest peer's.
+repeated). The table gives medians over rounds, each row's speed as a ratio of the fastest peer's,
+and the median over rounds of that ratio within each round (which cancels drift between rounds).
 
   scripts/bench-side-by-side.py [--peers ../shared/bench/peers] [--rounds 3] [--reps 3] [--only LABELS]
 
@@ -155,15 +156,29 @@ for label, rs in by.items():
     rows.append(dict(label=label, threads=rs[0]['threads'], ips=med(rs, 'images_per_s'), lo=min(x['images_per_s'] for x in rs),
                      hi=max(x['images_per_s'] for x in rs), median_ms=med(rs, 'median_ms'), rss=med(rs, 'rss_mb'),
                      jpeg=rs[0]['jpeg_bytes_per_image'], webp=rs[0]['webp_bytes_per_image'], foreign=max(x['foreign'] for x in rs)))
+def same_round(label, threads):
+    """The median over rounds of `label`'s speed against the fastest peer of the same round (which
+    cancels the drift between rounds on a shared machine), or None without peers."""
+    ratios = []
+    for rnd in {x['round'] for x in recs}:
+        mine = [x['images_per_s'] for x in recs if x['round'] == rnd and x['label'] == label]
+        peers = [x['images_per_s'] for x in recs
+                 if x['round'] == rnd and x['threads'] == threads and not x['label'].startswith('imgfleet')]
+        if mine and peers:
+            ratios.append(mine[0] / max(peers))
+    return statistics.median(ratios) if ratios else None
+
 lines = [f'photos/*.jpg, {a.reps} timed passes per run, {a.rounds} interleaved rounds; medians over rounds (min-max)', '',
-         '| config | threads | images/s | vs fastest peer | median ms/image | peak RSS MB | JPEG bytes/image | WebP bytes/image | max foreign |',
-         '|---|---|---|---|---|---|---|---|---|']
+         '| config | threads | images/s | vs fastest peer | same round, median | median ms/image | peak RSS MB | JPEG bytes/image | WebP bytes/image | max foreign |',
+         '|---|---|---|---|---|---|---|---|---|---|']
 for threads in (1, 2):
     group = sorted((r for r in rows if r['threads'] == threads), key=lambda r: -r['ips'])
     best_peer = max((r['ips'] for r in group if not r['label'].startswith('imgfleet')), default=None)
     for r in group:
         ratio = f"{r['ips'] / best_peer:.2f}x" if best_peer else '–'
-        lines.append(f"| {r['label']} | {threads} | {r['ips']:.2f} ({r['lo']:.2f}-{r['hi']:.2f}) | {ratio} | {r['median_ms']:.1f} | "
+        same = same_round(r['label'], threads)
+        same = f'{same:.2f}x' if same is not None else '–'
+        lines.append(f"| {r['label']} | {threads} | {r['ips']:.2f} ({r['lo']:.2f}-{r['hi']:.2f}) | {ratio} | {same} | {r['median_ms']:.1f} | "
                      f"{r['rss']:.0f} | {r['jpeg']} | {r['webp']} | {r['foreign']:.2f} |")
 table = '\n'.join(lines) + '\n'
 open(raw_path.replace('.jsonl', '.md'), 'w').write(table)
