@@ -469,6 +469,30 @@ fn wide_gamut_profiles_are_converted_to_srgb() {
 }
 
 #[test]
+fn srgb_profiles_named_in_utf16_are_left_alone() {
+    // GIMP tags its exports "GIMP built-in sRGB" (a v4 `mluc` description, UTF-16BE, ending in
+    // "sRGB"): such a JPEG keeps its planes and gets no colour transform.
+    use imgfleet_worker::pipeline::{colour, decode::Raster, decode::decode};
+    let mut profile = moxcms::ColorProfile::new_srgb();
+    profile.description = Some(moxcms::ProfileText::Localizable(vec![moxcms::LocalizableString::new(
+        "en".into(),
+        "US".into(),
+        "GIMP built-in sRGB".into(),
+    )]));
+    let (w, h) = (320u32, 240u32);
+    let mut bytes = Vec::new();
+    let mut e = jpeg_encoder::Encoder::new(&mut bytes, 90);
+    e.add_icc_profile(&profile.encode().unwrap()).unwrap();
+    e.encode(&photo_rgb(w, h), w as u16, h as u16, ColorType::Rgb).unwrap();
+    let decoded = decode(&bytes, ImageFormat::Jpeg, &Default::default()).unwrap();
+    assert!(decoded.icc.is_some(), "the profile is read");
+    let (raster, converter) = colour::prepare(decoded);
+    assert!(matches!(raster, Raster::Ycc(_)), "planes kept");
+    assert!(!converter.is_active(), "no transform for an sRGB profile");
+    check_outputs(&run(&bytes));
+}
+
+#[test]
 fn ycbcr_planes_path_matches_a_full_rgb_decode() {
     use imgfleet_worker::pipeline::decode::{Raster, decode};
     use jpeg_encoder::SamplingFactor;

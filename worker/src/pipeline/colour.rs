@@ -91,10 +91,12 @@ fn rgb_converter(profile: &ColorProfile, layout: Layout) -> Converter {
     Converter { transform: transform.map(|t| (t, layout)) }
 }
 
-/// A profile whose description names sRGB (e.g. "sRGB IEC61966-2.1", "sRGB built-in").
+/// A profile whose description names sRGB (e.g. "sRGB IEC61966-2.1", "sRGB built-in", "GIMP
+/// built-in sRGB"): in ASCII (ICC v2 `desc`) or in UTF-16BE (v4 `mluc`, each character's high byte
+/// first, so the name may end the text with no NUL after it).
 fn is_srgb(profile: &[u8]) -> bool {
     let head = &profile[..profile.len().min(4096)];
-    head.windows(4).any(|w| w == b"sRGB") || head.windows(8).any(|w| w == b"s\0R\0G\0B\0")
+    head.windows(4).any(|w| w == b"sRGB") || head.windows(8).any(|w| w == b"\0s\0R\0G\0B")
 }
 
 fn transform(p: &Pixels, profile: &ColorProfile, from: Layout, to: Layout, out_channels: u8) -> Option<Pixels> {
@@ -130,4 +132,33 @@ fn cmyk_to_rgb(p: Pixels, profile: Option<&ColorProfile>) -> Pixels {
         })
         .collect();
     Pixels::new(p.width, p.height, 3, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moxcms::{LocalizableString, ProfileText};
+
+    /// moxcms's sRGB profile with another description (a v4 `mluc` tag, UTF-16BE).
+    fn srgb_named(name: &str) -> Vec<u8> {
+        let mut p = ColorProfile::new_srgb();
+        p.description =
+            Some(ProfileText::Localizable(vec![LocalizableString::new("en".into(), "US".into(), name.into())]));
+        p.encode().unwrap()
+    }
+
+    #[test]
+    fn srgb_is_recognised_by_name_wherever_the_name_stands() {
+        for name in ["sRGB IEC61966-2.1", "sRGB built-in", "GIMP built-in sRGB", "sRGB"] {
+            assert!(is_srgb(&srgb_named(name)), "{name}");
+        }
+        let ascii = [&[0u8; 128][..], b"desc\0\0\0\0\0\0\0\x12sRGB IEC61966-2.1\0"].concat();
+        assert!(is_srgb(&ascii));
+        for name in ["Adobe RGB (1998)", "Display P3", "GIMP built-in Linear RGB"] {
+            assert!(!is_srgb(&srgb_named(name)), "{name}");
+        }
+        let mut p3 = ColorProfile::new_display_p3();
+        p3.description = None;
+        assert!(!is_srgb(&p3.encode().unwrap()));
+    }
 }
