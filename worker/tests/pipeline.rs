@@ -493,6 +493,32 @@ fn srgb_profiles_named_in_utf16_are_left_alone() {
 }
 
 #[test]
+fn a_linear_srgb_profile_is_converted_despite_its_name() {
+    // GIMP's "Linear sRGB" has sRGB's primaries and a linear tone curve: mid-grey 128 in linear light
+    // is sRGB 188, so the renditions must come out that much lighter, not passed through as sRGB.
+    let mut profile = moxcms::ColorProfile::new_srgb();
+    let linear = moxcms::curve_from_gamma(1.0);
+    (profile.red_trc, profile.green_trc, profile.blue_trc) = (Some(linear.clone()), Some(linear.clone()), Some(linear));
+    profile.cicp = None;
+    profile.description = Some(moxcms::ProfileText::Localizable(vec![moxcms::LocalizableString::new(
+        "en".into(),
+        "US".into(),
+        "GIMP built-in Linear sRGB".into(),
+    )]));
+    let data: Vec<u8> = (0..320 * 240).flat_map(|_| [128u8; 3]).collect();
+    let mut out = Vec::new();
+    let mut e = jpeg_encoder::Encoder::new(&mut out, 95);
+    e.add_icc_profile(&profile.encode().unwrap()).unwrap();
+    e.encode(&data, 320, 240, ColorType::Rgb).unwrap();
+    let r = run(&out);
+    check_outputs(&r);
+    for name in ["thumb", "medium", "large"] {
+        let got = centre_rgb(&r, name);
+        assert!(near(got, [188, 188, 188], 4), "{name}: got {got:?}, want sRGB 188 (linear 128)");
+    }
+}
+
+#[test]
 fn ycbcr_planes_path_matches_a_full_rgb_decode() {
     use imgfleet_worker::pipeline::decode::{Raster, decode};
     use jpeg_encoder::SamplingFactor;

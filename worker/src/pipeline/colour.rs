@@ -2,8 +2,9 @@
 //!
 //! Embedded ICC profiles that are not sRGB (Adobe RGB, Display P3, CMYK press profiles, gray
 //! profiles) are converted with moxcms, a pure-Rust colour management engine, so no C library is
-//! linked. Profiles that name themselves sRGB are passed through untouched; a profile moxcms cannot
-//! read is ignored (the pixels are treated as sRGB) rather than failing the image.
+//! linked. Profiles that are sRGB are passed through untouched ([`is_srgb`]: a matrix/TRC profile by
+//! its primaries and tone curves, any other by its name); a profile moxcms cannot read is ignored
+//! (the pixels are treated as sRGB) rather than failing the image.
 //!
 //! CMYK and gray sources are converted at full size (they must become RGB before resizing). An RGB
 //! source with a wide-gamut profile is resized in its own space and each small rendition is
@@ -11,7 +12,7 @@
 
 use super::decode::{ColourModel, Decoded, Raster, icc_colour_space};
 use super::pixels::Pixels;
-use moxcms::{ColorProfile, Layout, Transform8BitExecutor, TransformOptions};
+use moxcms::{ColorProfile, Layout, ToneReprCurve, Transform8BitExecutor, TransformOptions, Xyzd};
 use std::sync::Arc;
 
 /// Converts RGB(A) renditions from the source's profile to sRGB; a no-op for sRGB sources.
@@ -58,7 +59,8 @@ impl Converter {
 /// an RGB source with a non-sRGB profile later.
 pub fn prepare(decoded: Decoded) -> (Raster, Converter) {
     let Decoded { raster, model, icc, .. } = decoded;
-    let profile = icc.as_deref().filter(|p| !is_srgb(p)).and_then(|p| ColorProfile::new_from_slice(p).ok());
+    let profile =
+        icc.as_deref().and_then(|bytes| ColorProfile::new_from_slice(bytes).ok().filter(|p| !is_srgb(bytes, p)));
     let pixels = match raster {
         Raster::Pixels(p) => p,
         Raster::Ycc(planes) => {
@@ -91,10 +93,45 @@ fn rgb_converter(profile: &ColorProfile, layout: Layout) -> Converter {
     Converter { transform: transform.map(|t| (t, layout)) }
 }
 
+/// Whether pixels tagged with `profile` (parsed from `bytes`) are sRGB already, so need no transform.
+/// A matrix/TRC profile (the usual kind in photos) is judged by what it holds, whatever it is
+/// called: sRGB's primaries and tone curve (GIMP's "Linear sRGB" is not sRGB; an sRGB profile by
+/// another name is). A profile of another kind (lookup tables) by its name ([`names_srgb`]).
+fn is_srgb(bytes: &[u8], profile: &ColorProfile) -> bool {
+    if profile.color_space != moxcms::DataColorSpace::Rgb {
+        return false;
+    }
+    match [&profile.red_trc, &profile.green_trc, &profile.blue_trc] {
+        [Some(r), Some(g), Some(b)] => holds_srgb(profile, [r, g, b]),
+        _ => names_srgb(bytes),
+    }
+}
+
+/// sRGB's colorants (D50, as profiles store them) within 0.003, and each tone curve within 0.001
+/// (linear light) of sRGB's at 65 points: a gamma 2.2 curve is 0.003 off in the shadows.
+fn holds_srgb(profile: &ColorProfile, curves: [&ToneReprCurve; 3]) -> bool {
+    let srgb = ColorProfile::new_srgb();
+    let near =
+        |a: &Xyzd, b: &Xyzd| (a.x - b.x).abs() <= 0.003 && (a.y - b.y).abs() <= 0.003 && (a.z - b.z).abs() <= 0.003;
+    let colorants = near(&profile.red_colorant, &srgb.red_colorant)
+        && near(&profile.green_colorant, &srgb.green_colorant)
+        && near(&profile.blue_colorant, &srgb.blue_colorant);
+    let Some(reference) = srgb.red_trc.as_ref().and_then(|t| t.make_linear_evaluator().ok()) else { return false };
+    colorants
+        && curves.iter().all(|curve| {
+            curve.make_linear_evaluator().is_ok_and(|e| {
+                (0..=64).all(|i| {
+                    let x = i as f32 / 64.0;
+                    (e.evaluate_value(x) - reference.evaluate_value(x)).abs() <= 0.001
+                })
+            })
+        })
+}
+
 /// A profile whose description names sRGB (e.g. "sRGB IEC61966-2.1", "sRGB built-in", "GIMP
 /// built-in sRGB"): in ASCII (ICC v2 `desc`) or in UTF-16BE (v4 `mluc`, each character's high byte
 /// first, so the name may end the text with no NUL after it).
-fn is_srgb(profile: &[u8]) -> bool {
+fn names_srgb(profile: &[u8]) -> bool {
     let head = &profile[..profile.len().min(4096)];
     head.windows(4).any(|w| w == b"sRGB") || head.windows(8).any(|w| w == b"\0s\0R\0G\0B")
 }
@@ -137,28 +174,46 @@ fn cmyk_to_rgb(p: Pixels, profile: Option<&ColorProfile>) -> Pixels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use moxcms::{LocalizableString, ProfileText};
+    use moxcms::{LocalizableString, ProfileText, curve_from_gamma};
 
-    /// moxcms's sRGB profile with another description (a v4 `mluc` tag, UTF-16BE).
-    fn srgb_named(name: &str) -> Vec<u8> {
-        let mut p = ColorProfile::new_srgb();
+    fn named(mut p: ColorProfile, name: &str) -> Vec<u8> {
         p.description =
             Some(ProfileText::Localizable(vec![LocalizableString::new("en".into(), "US".into(), name.into())]));
         p.encode().unwrap()
     }
 
+    fn judged_srgb(bytes: &[u8]) -> bool {
+        is_srgb(bytes, &ColorProfile::new_from_slice(bytes).unwrap())
+    }
+
+    /// sRGB's primaries with another tone curve.
+    fn srgb_with_gamma(gamma: f32) -> ColorProfile {
+        let mut p = ColorProfile::new_srgb();
+        let curve = curve_from_gamma(gamma);
+        (p.red_trc, p.green_trc, p.blue_trc) = (Some(curve.clone()), Some(curve.clone()), Some(curve));
+        p.cicp = None;
+        p
+    }
+
     #[test]
-    fn srgb_is_recognised_by_name_wherever_the_name_stands() {
+    fn names_srgb_in_ascii_and_in_utf16_wherever_the_name_stands() {
         for name in ["sRGB IEC61966-2.1", "sRGB built-in", "GIMP built-in sRGB", "sRGB"] {
-            assert!(is_srgb(&srgb_named(name)), "{name}");
+            assert!(names_srgb(&named(ColorProfile::new_srgb(), name)), "{name}");
         }
         let ascii = [&[0u8; 128][..], b"desc\0\0\0\0\0\0\0\x12sRGB IEC61966-2.1\0"].concat();
-        assert!(is_srgb(&ascii));
+        assert!(names_srgb(&ascii));
         for name in ["Adobe RGB (1998)", "Display P3", "GIMP built-in Linear RGB"] {
-            assert!(!is_srgb(&srgb_named(name)), "{name}");
+            assert!(!names_srgb(&named(ColorProfile::new_srgb(), name)), "{name}");
         }
-        let mut p3 = ColorProfile::new_display_p3();
-        p3.description = None;
-        assert!(!is_srgb(&p3.encode().unwrap()));
+    }
+
+    #[test]
+    fn a_matrix_profile_is_judged_by_its_primaries_and_curves_not_its_name() {
+        assert!(judged_srgb(&named(ColorProfile::new_srgb(), "GIMP built-in sRGB")));
+        assert!(judged_srgb(&named(ColorProfile::new_srgb(), "Untitled")), "sRGB by another name");
+        assert!(!judged_srgb(&named(srgb_with_gamma(1.0), "GIMP built-in Linear sRGB")), "linear light");
+        assert!(!judged_srgb(&named(srgb_with_gamma(2.2), "sRGB gamma 2.2")), "a plain 2.2 gamma");
+        assert!(!judged_srgb(&named(ColorProfile::new_display_p3(), "sRGB-ish P3")), "P3 primaries");
+        assert!(!judged_srgb(&ColorProfile::new_adobe_rgb().encode().unwrap()));
     }
 }
