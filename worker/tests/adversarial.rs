@@ -152,6 +152,14 @@ fn animated_webp() -> Vec<u8> {
     riff(&[vp8x(0x02, 64, 48), chunk(b"ANIM", &[0, 0, 0, 0, 0, 0]), chunk(b"ANMF", &frame)])
 }
 
+/// SOI and an APP1 EXIF segment that claims 4096 bytes where the file ends after 1024: no frame.
+fn exif_cut_short() -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE1, 0x10, 0x00];
+    bytes.extend(b"Exif\0\0");
+    bytes.resize(1024, 0);
+    bytes
+}
+
 fn exif_with_payload() -> Vec<u8> {
     let mut payload = b"Exif\0\0".to_vec();
     payload.extend(exif_tiff(6, true));
@@ -185,6 +193,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("jpeg truncated in the header", good[..200].to_vec(), Rejected(ErrorKind::Corrupt)),
         ("jpeg truncated at half", good[..good.len() / 2].to_vec(), Rejected(ErrorKind::Corrupt)),
         ("jpeg truncated near the end", good[..good.len() - 300].to_vec(), Rejected(ErrorKind::Corrupt)),
+        ("jpeg EXIF segment longer than the file", exif_cut_short(), Rejected(ErrorKind::Corrupt)),
         ("jpeg magic then noise", [&[0xFF, 0xD8, 0xFF][..], &rng.bytes(8192)].concat(), Rejected(ErrorKind::Corrupt)),
         ("jpeg with garbage after EOI", [&good[..], &rng.bytes(65_536)].concat(), Ok(ImageFormat::Jpeg)),
         ("jpeg with html after EOI", [&good[..], PAYLOAD].concat(), Ok(ImageFormat::Jpeg)),
@@ -289,6 +298,7 @@ fn every_adversarial_input_has_its_expected_outcome() {
                 assert!(!matches!(e, RenderError::Panic(_)), "{name}: the decoder panicked: {e}");
                 let message = e.to_string();
                 assert!(!message.contains("IMGFLEET-PAYLOAD") && !message.contains("<script"), "{name}: {message}");
+                assert_eq!(message.trim_end(), message, "{name}: the message ends in white space");
                 Rejected(e.kind())
             }
         };

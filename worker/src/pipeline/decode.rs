@@ -187,9 +187,14 @@ fn unsupported_jpeg_frame(sof: u8) -> Option<&'static str> {
     }
 }
 
+/// A decoder's error as the one-line message a rejection carries (zune-jpeg ends some in a newline).
+fn message(e: &dyn std::fmt::Display) -> String {
+    e.to_string().trim_end().to_owned()
+}
+
 fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64) -> Result<Decoded, DecodeError> {
     let corrupt =
-        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
+        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: message(&e) };
     // zune's own side limit stays wide so that our check below reports "too large" rather than "corrupt".
     let options = DecoderOptions::default()
         .set_max_width(usize::from(u16::MAX))
@@ -245,7 +250,7 @@ fn ycc_planes(
     keep: f64,
 ) -> Result<Option<(YccPlanes, u32)>, DecodeError> {
     let corrupt =
-        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: e.to_string() };
+        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: message(&e) };
     let mut raw = decoder.raw_output();
     let (Some(layout), Some(3)) = (raw.layout(), raw.num_components()) else { return Ok(None) };
     let (y, c1, c2) = (&layout[0], &layout[1], &layout[2]);
@@ -318,7 +323,7 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
         png::DecodingError::LimitsExceeded => {
             DecodeError::TooLarge { format, width: 0, height: 0, limit: "decoder memory limit".into() }
         }
-        other => DecodeError::Corrupt { format, message: other.to_string() },
+        other => DecodeError::Corrupt { format, message: message(&other) },
     };
     // IHDR is always the first chunk: check its size before the decoder reads any further.
     if bytes.get(12..16) != Some(b"IHDR".as_slice()) {
