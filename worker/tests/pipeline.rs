@@ -519,6 +519,35 @@ fn a_linear_srgb_profile_is_converted_despite_its_name() {
 }
 
 #[test]
+fn a_gray_alpha_png_goes_through_its_gray_profile() {
+    // Gray 128 with alpha 255 (the JPEG flattening leaves it alone): tagged with a linear gray
+    // profile it is sRGB 188; untagged it stays 128.
+    let (w, h) = (200u32, 150u32);
+    let data: Vec<u8> = (0..w * h).flat_map(|_| [128u8, 255]).collect();
+    let encode = |icc: Option<Vec<u8>>| {
+        let mut info = png::Info::with_size(w, h);
+        info.color_type = png::ColorType::GrayscaleAlpha;
+        info.bit_depth = png::BitDepth::Eight;
+        info.icc_profile = icc.map(Into::into);
+        let mut out = Vec::new();
+        let mut writer = png::Encoder::with_info(&mut out, info).unwrap().write_header().unwrap();
+        writer.write_image_data(&data).unwrap();
+        writer.finish().unwrap();
+        out
+    };
+    let linear = moxcms::ColorProfile::new_gray_with_gamma(1.0).encode().unwrap();
+    for (icc, want) in [(Some(linear), 188u8), (None, 128)] {
+        let tagged = icc.is_some();
+        let r = run(&encode(icc));
+        check_outputs(&r);
+        for name in ["thumb", "medium", "large"] {
+            let got = centre_rgb(&r, name);
+            assert!(near(got, [want; 3], 4), "{name}, profile {tagged}: got {got:?}, want {want}");
+        }
+    }
+}
+
+#[test]
 fn ycbcr_planes_path_matches_a_full_rgb_decode() {
     use imgfleet_worker::pipeline::decode::{Raster, decode};
     use jpeg_encoder::SamplingFactor;

@@ -55,7 +55,7 @@ impl Converter {
 }
 
 /// Brings the decoded image to 3 (RGB) or 4 (RGBA) channels (or keeps YCbCr planes, which become
-/// RGB when resized), converting CMYK and gray to sRGB now; returns the [`Converter`] that finishes
+/// RGB when resized), converting CMYK and gray (with or without alpha) to sRGB now; returns the [`Converter`] that finishes
 /// an RGB source with a non-sRGB profile later.
 pub fn prepare(decoded: Decoded) -> (Raster, Converter) {
     let Decoded { raster, model, icc, .. } = decoded;
@@ -78,6 +78,10 @@ pub fn prepare(decoded: Decoded) -> (Raster, Converter) {
             (rgb, Converter::default())
         }
         (ColourModel::Gray, _) => (gray_to_rgb(&pixels), Converter::default()),
+        (ColourModel::GrayAlpha, profile) => {
+            let gray = profile.filter(|_| icc_colour_space(icc.as_deref().unwrap_or_default()) == Some(*b"GRAY"));
+            (gray_alpha_to_rgba(&pixels, gray.as_ref()), Converter::default())
+        }
         (ColourModel::Rgb | ColourModel::Rgba, Some(p)) if p.color_space == moxcms::DataColorSpace::Rgb => {
             let layout = if pixels.channels == 4 { Layout::Rgba } else { Layout::Rgb };
             (pixels, rgb_converter(&p, layout))
@@ -142,6 +146,28 @@ fn transform(p: &Pixels, profile: &ColorProfile, from: Layout, to: Layout, out_c
     let mut out = vec![0u8; p.width as usize * p.height as usize * usize::from(out_channels)];
     t.transform(&p.data, &mut out).ok()?;
     Some(Pixels::new(p.width, p.height, out_channels, out))
+}
+
+/// Gray + alpha → RGBA: the gray samples through `profile` (a gray one) when there is one, alpha as
+/// it is. Converted 64 rows at a time, so no full-size gray or RGB copy is made on the way.
+fn gray_alpha_to_rgba(p: &Pixels, profile: Option<&ColorProfile>) -> Pixels {
+    let srgb = ColorProfile::new_srgb();
+    let transform = profile.and_then(|prof| {
+        prof.create_transform_8bit(Layout::Gray, &srgb, Layout::Rgb, TransformOptions::default()).ok()
+    });
+    let mut out = Vec::with_capacity(p.data.len() * 2);
+    let (mut gray, mut rgb) = (Vec::new(), Vec::new());
+    for rows in p.data.chunks(p.width as usize * 2 * 64) {
+        gray.clear();
+        gray.extend(rows.chunks_exact(2).map(|q| q[0]));
+        rgb.resize(gray.len() * 3, 0);
+        let converted = transform.as_ref().is_some_and(|t| t.transform(&gray, &mut rgb).is_ok());
+        for (i, q) in rows.chunks_exact(2).enumerate() {
+            let (r, g, b) = if converted { (rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]) } else { (q[0], q[0], q[0]) };
+            out.extend_from_slice(&[r, g, b, q[1]]);
+        }
+    }
+    Pixels::new(p.width, p.height, 4, out)
 }
 
 fn gray_to_rgb(p: &Pixels) -> Pixels {

@@ -30,6 +30,9 @@ pub enum DecodeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColourModel {
     Gray,
+    /// Two channels, gray and alpha (a PNG's): made RGBA, through its gray profile, by
+    /// [`super::colour::prepare`].
+    GrayAlpha,
     Rgb,
     Rgba,
     /// Four channels of Adobe-style (inverted) CMYK, to be converted with the embedded profile.
@@ -352,16 +355,11 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
         png::ColorType::Grayscale => (Pixels::new(width, height, 1, buf), ColourModel::Gray),
         png::ColorType::Rgb => (Pixels::new(width, height, 3, buf), ColourModel::Rgb),
         png::ColorType::Rgba => (Pixels::new(width, height, 4, buf), ColourModel::Rgba),
-        png::ColorType::GrayscaleAlpha => {
-            let rgba = buf.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect();
-            (Pixels::new(width, height, 4, rgba), ColourModel::Rgba)
-        }
+        png::ColorType::GrayscaleAlpha => (Pixels::new(width, height, 2, buf), ColourModel::GrayAlpha),
         png::ColorType::Indexed => {
             return Err(DecodeError::Corrupt { format, message: "palette was not expanded".into() });
         }
     };
-    // A gray profile describes gray samples; once expanded to RGBA it no longer fits.
-    let icc = if frame.color_type == png::ColorType::GrayscaleAlpha { None } else { icc };
     Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation })
 }
 
