@@ -10,7 +10,7 @@
 //! source with a wide-gamut profile is resized in its own space and each small rendition is
 //! converted afterwards ([`Converter`]), which costs a fraction of converting the full image.
 
-use super::decode::{ColourModel, Decoded, Raster, icc_colour_space};
+use super::decode::{ColourModel, Decoded, Raster};
 use super::pixels::Pixels;
 use moxcms::{ColorProfile, Layout, ToneReprCurve, Transform8BitExecutor, TransformOptions, Xyzd};
 use std::sync::Arc;
@@ -73,13 +73,13 @@ pub fn prepare(decoded: Decoded) -> (Raster, Converter) {
     };
     let (pixels, converter) = match (model, profile) {
         (ColourModel::Cmyk, profile) => (cmyk_to_rgb(pixels, profile.as_ref()), Converter::default()),
-        (ColourModel::Gray, Some(p)) if icc_colour_space(icc.as_deref().unwrap_or_default()) == Some(*b"GRAY") => {
+        (ColourModel::Gray, Some(p)) if p.color_space == moxcms::DataColorSpace::Gray => {
             let rgb = transform(&pixels, &p, Layout::Gray, Layout::Rgb, 3).unwrap_or_else(|| gray_to_rgb(&pixels));
             (rgb, Converter::default())
         }
         (ColourModel::Gray, _) => (gray_to_rgb(&pixels), Converter::default()),
         (ColourModel::GrayAlpha, profile) => {
-            let gray = profile.filter(|_| icc_colour_space(icc.as_deref().unwrap_or_default()) == Some(*b"GRAY"));
+            let gray = profile.filter(|p| p.color_space == moxcms::DataColorSpace::Gray);
             (gray_alpha_to_rgba(&pixels, gray.as_ref()), Converter::default())
         }
         (ColourModel::Rgb | ColourModel::Rgba, Some(p)) if p.color_space == moxcms::DataColorSpace::Rgb => {
@@ -155,16 +155,22 @@ fn gray_alpha_to_rgba(p: &Pixels, profile: Option<&ColorProfile>) -> Pixels {
     let transform = profile.and_then(|prof| {
         prof.create_transform_8bit(Layout::Gray, &srgb, Layout::Rgb, TransformOptions::default()).ok()
     });
+    let Some(transform) = transform else {
+        let data = p.data.chunks_exact(2).flat_map(|q| [q[0], q[0], q[0], q[1]]).collect();
+        return Pixels::new(p.width, p.height, 4, data);
+    };
     let mut out = Vec::with_capacity(p.data.len() * 2);
     let (mut gray, mut rgb) = (Vec::new(), Vec::new());
     for rows in p.data.chunks(p.width as usize * 2 * 64) {
         gray.clear();
         gray.extend(rows.chunks_exact(2).map(|q| q[0]));
         rgb.resize(gray.len() * 3, 0);
-        let converted = transform.as_ref().is_some_and(|t| t.transform(&gray, &mut rgb).is_ok());
-        for (i, q) in rows.chunks_exact(2).enumerate() {
-            let (r, g, b) = if converted { (rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]) } else { (q[0], q[0], q[0]) };
-            out.extend_from_slice(&[r, g, b, q[1]]);
+        if transform.transform(&gray, &mut rgb).is_err() {
+            rgb.clear();
+            rgb.extend(gray.iter().flat_map(|&g| [g, g, g]));
+        }
+        for (c, q) in rgb.chunks_exact(3).zip(rows.chunks_exact(2)) {
+            out.extend_from_slice(&[c[0], c[1], c[2], q[1]]);
         }
     }
     Pixels::new(p.width, p.height, 4, out)

@@ -195,9 +195,12 @@ fn message(e: &dyn std::fmt::Display) -> String {
     e.to_string().trim_end().to_owned()
 }
 
+/// A zune-jpeg error as a rejection of corrupt data.
+fn corrupt(e: zune_jpeg::errors::DecodeErrors) -> DecodeError {
+    DecodeError::Corrupt { format: ImageFormat::Jpeg, message: message(&e) }
+}
+
 fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64) -> Result<Decoded, DecodeError> {
-    let corrupt =
-        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: message(&e) };
     // zune's own side limit stays wide so that our check below reports "too large" rather than "corrupt".
     let options = DecoderOptions::default()
         .set_max_width(usize::from(u16::MAX))
@@ -252,8 +255,6 @@ fn ycc_planes(
     height: u32,
     keep: f64,
 ) -> Result<Option<(YccPlanes, u32)>, DecodeError> {
-    let corrupt =
-        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: ImageFormat::Jpeg, message: message(&e) };
     let mut raw = decoder.raw_output();
     let (Some(layout), Some(3)) = (raw.layout(), raw.num_components()) else { return Ok(None) };
     let (y, c1, c2) = (&layout[0], &layout[1], &layout[2]);
