@@ -1,13 +1,13 @@
 //! Encode: rendition pixels → JPEG or WebP bytes. Nothing from the source is written: no EXIF, GPS,
 //! XMP, comments or ICC profile; the pixels are already sRGB.
 //!
-//! JPEG: libjpeg-turbo's encoder (as built by the `mozjpeg` crate, in its libjpeg-turbo-compatible
-//! "fastest" profile: standard quantisation tables, no trellis), baseline 4:2:0 with optimised
-//! Huffman tables. Alpha is flattened onto the background. WebP: the libwebp the `webp` crate
+//! JPEG: libjpeg-turbo's encoder ([`libjpeg`]: standard quantisation tables, no trellis), baseline
+//! 4:2:0 with optimised Huffman tables. Alpha is flattened onto the background. WebP: the libwebp the `webp` crate
 //! bundles; alpha is kept. A rendition made from a JPEG's YCbCr planes (luma plus half-size chroma)
 //! goes into both encoders as planes, so neither converts it from RGB nor averages its chroma again.
 
 use super::decode::{Raster, YccPlanes};
+use super::libjpeg;
 use super::pixels::Pixels;
 use super::resize::ycc_to_rgb;
 use imgfleet_shared::{ImageFormat, OutputSpec};
@@ -30,7 +30,7 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
     let pixels = match image {
         Raster::Ycc(planes) if planes.is_420() => {
             return match spec.format {
-                ImageFormat::Jpeg => encode_jpeg_planes(planes, spec.quality),
+                ImageFormat::Jpeg => libjpeg::encode_planes(planes, spec.quality).map_err(EncodeError::Jpeg),
                 ImageFormat::Webp => webp_lossy(WebpInput::Planes(planes), &webp_config(spec)?),
                 ImageFormat::Png => Err(EncodeError::Unsupported(spec.format)),
             };
@@ -45,77 +45,11 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
     }
 }
 
-/// The settings every JPEG rendition is made with (quality clamped to 1–100).
-fn jpeg_settings(c: &mut mozjpeg::Compress, width: usize, height: usize, quality: u8) {
-    c.set_fastest_defaults();
-    c.set_size(width, height);
-    c.set_quality(f32::from(quality.clamp(1, 100)));
-    c.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
-    c.set_optimize_coding(true);
-}
-
-/// Runs a libjpeg encode; libjpeg reports errors by unwinding out of its error handler (the
-/// `mozjpeg` crate's design), which becomes a typed error here.
-fn libjpeg(encode: impl FnOnce() -> std::io::Result<Vec<u8>>) -> Result<Vec<u8>, EncodeError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(encode)) {
-        Ok(result) => result.map_err(|e| EncodeError::Jpeg(e.to_string())),
-        Err(panic) => {
-            Err(EncodeError::Jpeg(super::panic_message(panic.as_ref()).unwrap_or_else(|| "libjpeg error".into())))
-        }
-    }
-}
-
 fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
     if pixels.channels < 3 {
         return Err(EncodeError::Jpeg(format!("expected RGB or RGBA pixels, got {} channel(s)", pixels.channels)));
     }
-    let rgb = pixels.flatten(background);
-    libjpeg(|| {
-        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
-        jpeg_settings(&mut c, pixels.width as usize, pixels.height as usize, quality);
-        let mut started = c.start_compress(Vec::with_capacity(rgb.len() / 8))?;
-        started.write_scanlines(&rgb)?;
-        started.finish()
-    })
-}
-
-/// JPEG from 4:2:0 planes (libjpeg's raw data input): the samples are coded as they are.
-fn encode_jpeg_planes(planes: &YccPlanes, quality: u8) -> Result<Vec<u8>, EncodeError> {
-    use mozjpeg::CompInfoExt as _;
-    let (width, height) = (planes.y.width as usize, planes.y.height as usize);
-    libjpeg(|| {
-        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_YCbCr);
-        jpeg_settings(&mut c, width, height, quality);
-        c.set_raw_data_in(true);
-        let mut started = c.start_compress(Vec::with_capacity(width * height / 4))?;
-        // libjpeg reads raw data in whole 8 x 8 blocks: each plane is padded to them by repeating its
-        // last column and row, as libjpeg pads the pixels it is given.
-        let padded: Vec<Vec<u8>> = started
-            .components()
-            .iter()
-            .zip([&planes.y, &planes.cb, &planes.cr])
-            .map(|(comp, plane)| padded(plane, comp.row_stride(), comp.col_stride()))
-            .collect();
-        if !started.write_raw_data(&[&padded[0], &padded[1], &padded[2]]) {
-            return Err(std::io::Error::other("libjpeg took fewer rows than the image has"));
-        }
-        started.finish()
-    })
-}
-
-/// A one-channel `plane` as `width` x `height` samples, its last column and row repeated.
-fn padded(plane: &Pixels, width: usize, height: usize) -> Vec<u8> {
-    let w = (plane.width as usize).min(width);
-    let mut out = Vec::with_capacity(width * height);
-    for row in plane.data.chunks_exact(plane.width as usize).take(height) {
-        out.extend_from_slice(&row[..w]);
-        out.resize(out.len() + width - w, row[w - 1]);
-    }
-    let last = out.len() - width;
-    while out.len() < width * height {
-        out.extend_from_within(last..last + width);
-    }
-    out
+    libjpeg::encode_rgb(&pixels.flatten(background), pixels.width, pixels.height, quality).map_err(EncodeError::Jpeg)
 }
 
 fn webp_config(spec: &OutputSpec) -> Result<webp::WebPConfig, EncodeError> {

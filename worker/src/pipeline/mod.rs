@@ -12,6 +12,7 @@
 pub mod colour;
 pub mod decode;
 pub mod encode;
+mod libjpeg;
 pub mod orient;
 pub mod pixels;
 pub mod resize;
