@@ -2,8 +2,8 @@
 //! XMP, comments or ICC profile; the pixels are already sRGB.
 //!
 //! JPEG: libjpeg-turbo's encoder ([`libjpeg`]: standard quantisation tables, no trellis), baseline
-//! 4:2:0 with optimised Huffman tables. Alpha is flattened onto the background. WebP: the libwebp the `webp` crate
-//! bundles; alpha is kept. A rendition made from a JPEG's YCbCr planes (luma plus half-size chroma)
+//! 4:2:0 with optimised Huffman tables. Alpha is flattened onto the background. WebP: the libwebp
+//! the `webp` crate bundles; alpha is kept. A rendition made from a JPEG's YCbCr planes (luma plus half-size chroma)
 //! goes into both encoders as planes, so neither converts it from RGB nor averages its chroma again.
 
 use super::decode::{Raster, YccPlanes};

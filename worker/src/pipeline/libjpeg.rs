@@ -68,7 +68,7 @@ fn compress(width: u32, height: u32, quality: u8, input: Input<'_>, counting: Co
 /// A `jpeg_compress_struct` and what it points to, destroyed together (also when libjpeg unwinds).
 struct Compressor {
     cinfo: Box<ffi::jpeg_compress_struct>,
-    _err: Box<ffi::jpeg_error_mgr>,
+    err: Box<ffi::jpeg_error_mgr>,
     dest: Box<Destination>,
     counts: Box<Counts>,
 }
@@ -88,7 +88,7 @@ impl Compressor {
         let mut c = unsafe {
             Compressor {
                 cinfo: Box::new(std::mem::zeroed()),
-                _err: Box::new(std::mem::zeroed()),
+                err: Box::new(std::mem::zeroed()),
                 dest: Box::new(Destination::new()),
                 counts: Box::new(Counts::default()),
             }
@@ -96,10 +96,10 @@ impl Compressor {
         // SAFETY: the pointers stored in cinfo point into boxes owned by `c`, which destroys cinfo
         // before they are freed.
         unsafe {
-            ffi::jpeg_std_error(&mut c._err);
-            c._err.error_exit = Some(unwind_error_exit);
-            c._err.emit_message = Some(silence_message);
-            c.cinfo.common.err = &mut *c._err;
+            ffi::jpeg_std_error(&mut c.err);
+            c.err.error_exit = Some(unwind_error_exit);
+            c.err.emit_message = Some(silence_message);
+            c.cinfo.common.err = &mut *c.err;
             ffi::jpeg_CreateCompress(&mut *c.cinfo, ffi::JPEG_LIB_VERSION, size_of::<ffi::jpeg_compress_struct>());
             c.cinfo.in_color_space = if rgb { ffi::J_COLOR_SPACE::JCS_RGB } else { ffi::J_COLOR_SPACE::JCS_YCbCr };
             c.cinfo.input_components = 3;
@@ -131,6 +131,8 @@ impl Compressor {
             cinfo.optimize_coding = 1;
             cinfo.raw_data_in = c_int::from(raw);
         }
+        // A rendition's JPEG is rarely over a quarter byte per pixel: room for it up front.
+        self.dest.out.reserve(width as usize * height as usize / 4);
     }
 
     fn start(&mut self, counting: Counting) {
