@@ -6,7 +6,7 @@ use base64::Engine as _;
 use common::*;
 use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Preset};
 use imgfleet_worker::pipeline::pixels::Pixels;
-use imgfleet_worker::pipeline::{self, RenderOptions, Rendered, render, resize};
+use imgfleet_worker::pipeline::{self, RenderOptions, Rendered, geometry, render, resize};
 use jpeg_encoder::ColorType;
 
 fn run(bytes: &[u8]) -> Rendered {
@@ -333,7 +333,7 @@ fn cascade_matches_a_direct_resize() {
     let made = pipeline::resize_all(&source.clone().into(), &preset, 1).unwrap();
     for (spec, cascaded) in preset.renditions.iter().zip(made.renditions) {
         let cascaded = cascaded.into_pixels();
-        let plan = resize::plan(w, h, spec.width, spec.height, spec.fit);
+        let plan = geometry::plan(w, h, spec.width, spec.height, spec.fit);
         let direct = resize::resize(&source, &plan).unwrap();
         assert_eq!((cascaded.width, cascaded.height), (direct.width, direct.height));
         let db = psnr(&cascaded.data, &direct.data);
@@ -368,7 +368,7 @@ fn shrink_before_lanczos_matches_a_direct_resize() {
     for (source, reference, min_db) in [(Raster::from(full.clone()), &full, 38.0), (planes, &decoded, 45.0)] {
         let made = pipeline::resize_all(&source, &preset, 1).unwrap();
         for (spec, got) in preset.renditions.iter().zip(made.renditions) {
-            let want = resize::resize(reference, &resize::plan(w, h, spec.width, spec.height, spec.fit)).unwrap();
+            let want = resize::resize(reference, &geometry::plan(w, h, spec.width, spec.height, spec.fit)).unwrap();
             assert_eq!((got.width(), got.height()), (want.width, want.height));
             let (got, want) = match got {
                 Raster::Ycc(p) => ([p.y.data, p.cb.data, p.cr.data].concat(), planes_420(&want)),
@@ -564,7 +564,7 @@ fn ycbcr_planes_path_matches_a_full_rgb_decode() {
         let (_, _, full) = decode_jpeg(&bytes);
         let full = Pixels::new(w, h, 3, full);
         for (bw, bh, fit) in [(200, 200, Fit::Inside), (120, 120, Fit::Cover), (333, 217, Fit::Inside)] {
-            let plan = resize::plan(w, h, bw, bh, fit);
+            let plan = geometry::plan(w, h, bw, bh, fit);
             let planes = resize::resize_raster(&decoded.raster, &plan).unwrap().into_pixels();
             let reference = resize::resize(&full, &plan).unwrap();
             assert_eq!((planes.width, planes.height), (reference.width, reference.height));

@@ -2,6 +2,7 @@
 //! (ICC profile, EXIF orientation). Limits are checked from the header before the pixel buffer is
 //! allocated.
 
+use super::geometry::{self, Ratio};
 use super::orient::exif_orientation;
 use super::pixels::Pixels;
 use super::resize::{self, BoxReducer};
@@ -48,7 +49,7 @@ pub struct YccPlanes {
     pub cb: Pixels,
     pub cr: Pixels,
     /// Chroma samples per luma sample, horizontally and vertically (e.g. 0.5, 0.5 for 4:2:0).
-    pub chroma_scale: (f64, f64),
+    pub chroma_scale: (Ratio, Ratio),
 }
 
 /// Decoded samples: interleaved pixels, or the planes of a YCbCr JPEG.
@@ -152,8 +153,10 @@ pub fn check_limits(format: ImageFormat, width: u64, height: u64, limits: &Limit
     if width == 0 || height == 0 {
         return Err(DecodeError::Corrupt { format, message: format!("header says {width}x{height}") });
     }
-    if width > u64::from(limits.max_side) || height > u64::from(limits.max_side) {
-        return Err(too_large(format!("{} pixels per side", limits.max_side)));
+    // The geometry is exact up to its own maximum side, whatever the configured limit.
+    let max_side = u64::from(limits.max_side.min(geometry::MAX_SIDE));
+    if width > max_side || height > max_side {
+        return Err(too_large(format!("{max_side} pixels per side")));
     }
     if width * height > limits.max_source_pixels {
         return Err(too_large(format!("{} pixels", limits.max_source_pixels)));
@@ -268,11 +271,11 @@ fn ycc_planes(
         return Ok(None);
     }
     let chroma_scale = (
-        c1.horizontal_sampling_factor as f64 / y.horizontal_sampling_factor as f64,
-        c1.vertical_sampling_factor as f64 / y.vertical_sampling_factor as f64,
+        Ratio::new(c1.horizontal_sampling_factor as u64, y.horizontal_sampling_factor as u64),
+        Ratio::new(c1.vertical_sampling_factor as u64, y.vertical_sampling_factor as u64),
     );
     let strides: Vec<usize> = layout[..3].iter().map(|p| p.width).collect();
-    let (k, k_chroma) = resize::shrink_factors(keep, chroma_scale);
+    let (k, k_chroma) = geometry::shrink_factors(keep, chroma_scale);
     if k == 1 {
         let mut buffers: Vec<Vec<u8>> = layout[..3].iter().map(|p| vec![0u8; p.width * p.height]).collect();
         {
@@ -312,7 +315,7 @@ fn ycc_planes(
     if (y.height, cb.height) != (height.div_ceil(k), chroma_height) {
         return Err(DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "image data ended early".into() });
     }
-    let chroma_scale = resize::shrunk_chroma_scale(chroma_scale, k, k_chroma);
+    let chroma_scale = geometry::shrunk_chroma_scale(chroma_scale, k, k_chroma);
     Ok(Some((YccPlanes { y, cb, cr, chroma_scale }, k)))
 }
 

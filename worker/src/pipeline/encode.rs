@@ -172,6 +172,7 @@ fn webp_lossy(input: WebpInput<'_>, config: &webp::WebPConfig) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::geometry::Ratio;
 
     fn gradient(w: u32, h: u32) -> Pixels {
         let data = (0..h)
@@ -262,7 +263,7 @@ mod tests {
             y: plane(w, h, &|x, y| 40 + x * 150 / w + y * 50 / h + (x * 7 + y * 13) % 9),
             cb: plane(cw, ch, &|x, y| 90 + x * 60 / cw + y * 10 / ch),
             cr: plane(cw, ch, &|x, y| 170 - y * 70 / ch - x * 5 / cw),
-            chroma_scale: (0.5, 0.5),
+            chroma_scale: (Ratio::HALF, Ratio::HALF),
         }
     }
 
@@ -315,7 +316,7 @@ mod tests {
             y: Pixels::new(8, 8, 1, vec![120; 64]),
             cb: Pixels::new(8, 8, 1, vec![100; 64]),
             cr: Pixels::new(8, 8, 1, vec![150; 64]),
-            chroma_scale: (1.0, 1.0),
+            chroma_scale: (Ratio::ONE, Ratio::ONE),
         };
         assert!(!full_chroma.is_420());
         let rgb = Raster::Ycc(full_chroma.clone()).into_pixels();

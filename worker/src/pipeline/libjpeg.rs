@@ -560,6 +560,7 @@ fn count_block(block: &[i16; 64], last_dc: i32, dc: &mut [c_long; 257], ac: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::geometry::Ratio;
 
     /// libjpeg's `htest_one_block` (jchuff.c), transcribed.
     fn reference_counts(block: &[i16; 64], last_dc: i32, dc: &mut [c_long; 257], ac: &mut [c_long; 257]) {
@@ -665,7 +666,7 @@ mod tests {
                 }),
                 cb: plane(cw, ch, |x, y| if x > cw / 2 { 128 } else { (x * 5 + y * 3) as u8 }),
                 cr: plane(cw, ch, |x, y| if (x + y) % 11 < 3 { 255 } else { 40 }),
-                chroma_scale: (0.5, 0.5),
+                chroma_scale: (Ratio::HALF, Ratio::HALF),
             };
             let rgb: Vec<u8> = (0..w * h * 3)
                 .map(|i| if i % 17 < 8 { noise[(i % 180_000) as usize] } else { (i / 3 % w) as u8 })
@@ -691,7 +692,7 @@ mod tests {
             y: plane(40, 24, |x, y| (x * 3 + y) as u8),
             cb: plane(20, 12, |_, _| 128),
             cr: plane(20, 12, |_, _| 128),
-            chroma_scale: (0.5, 0.5),
+            chroma_scale: (Ratio::HALF, Ratio::HALF),
         };
         let run = |poison: bool| {
             std::panic::catch_unwind(|| {

@@ -7,11 +7,14 @@
 //! shrink-on-load would. Renditions are planned in the stored orientation and made largest first: a
 //! smaller one is resized from an already made full-frame (`inside`) rendition when that has at
 //! least [`CASCADE_MIN_RATIO`] times the pixels it needs per side, otherwise from the (shrunk)
-//! source. Each result is then turned upright and encoded.
+//! source. Each result is then turned upright and encoded. All of that geometry (sizes, crop boxes,
+//! the shrink factor, which image each rendition is cut from) is a pure function of the sizes, the
+//! orientation and the preset, exact by construction: [`geometry`].
 
 pub mod colour;
 pub mod decode;
 pub mod encode;
+pub mod geometry;
 mod libjpeg;
 pub mod orient;
 pub mod pixels;
@@ -20,21 +23,15 @@ pub mod sniff;
 
 use decode::{DecodeError, Raster};
 use encode::EncodeError;
+use geometry::{Ratio, Source};
 use imgfleet_shared::outcome::{RenditionInfo, SourceInfo, StageTimings};
 use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Limits, Preset, RenderResult};
 use pixels::Pixels;
-use resize::{Plan, ResizeError};
+use resize::ResizeError;
 use sniff::SniffError;
 use std::time::Instant;
 
-/// A smaller rendition is cut from a larger full-frame one only if that has this many times the
-/// pixels it needs on each side; the cascade's quality is checked against a direct resize in tests.
-pub const CASCADE_MIN_RATIO: f64 = 1.5;
-
-/// Before Lanczos3, a source is box-shrunk ([`resize::shrink`]) by the largest whole factor that
-/// leaves it at least this many times the size its largest rendition needs. Checked against a
-/// direct resize in tests; measured in docs/performance.md.
-pub const SHRINK_MARGIN: f64 = 1.0;
+pub use geometry::{CASCADE_MIN_RATIO, SHRINK_MARGIN};
 
 /// Settings of a render that are not part of the preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,10 +125,17 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
 
     let made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
     // The placeholder's image comes from the smallest full-frame rendition, or else the source.
-    let base = made.frames.last().map_or(&source, |&i| &made.renditions[i]);
+    let base = made.smallest_frame.map_or(&source, |i| &made.renditions[i]);
     let thumb = resize::resize_raster(
         base,
-        &transposed_plan(base.width(), base.height(), PLACEHOLDER_SIDE, PLACEHOLDER_SIDE, Fit::Inside, orientation),
+        &geometry::transposed_plan(
+            base.width(),
+            base.height(),
+            PLACEHOLDER_SIDE,
+            PLACEHOLDER_SIDE,
+            Fit::Inside,
+            orientation,
+        ),
     )?;
     drop(source);
     timings.resize_ms = clock.lap();
@@ -178,14 +182,8 @@ pub struct Made {
     /// In preset order, still in the stored orientation: RGB(A) pixels, or 4:2:0 YCbCr planes for a
     /// JPEG decoded to planes ([`resize::resize_raster`]).
     pub renditions: Vec<Raster>,
-    /// Indexes (into `renditions`) of the full-frame renditions smaller than the source, largest first.
-    frames: Vec<usize>,
-}
-
-/// Plans a box against the stored `src_w` x `src_h` image: for orientations 5–8 the box is transposed.
-pub fn transposed_plan(src_w: u32, src_h: u32, w: u32, h: u32, fit: Fit, orientation: u8) -> Plan {
-    let (bw, bh) = if orient::transposes(orientation) { (h, w) } else { (w, h) };
-    resize::plan(src_w, src_h, bw, bh, fit)
+    /// Index (into `renditions`) of the smallest full-frame rendition smaller than the source.
+    smallest_frame: Option<usize>,
 }
 
 /// Resizes every rendition of `preset` from `source` (stored orientation), largest first, cutting
@@ -194,26 +192,15 @@ pub fn resize_all(source: &Raster, preset: &Preset, orientation: u8) -> Result<M
     resize_all_shrunk(source, (source.width(), source.height()), 1, preset, orientation)
 }
 
-/// The plans of a preset's renditions on a `src_w` x `src_h` source (stored orientation).
-fn plans(src_w: u32, src_h: u32, preset: &Preset, orientation: u8) -> Vec<Plan> {
-    preset.renditions.iter().map(|r| transposed_plan(src_w, src_h, r.width, r.height, r.fit, orientation)).collect()
-}
-
 /// How much of a `src_w` x `src_h` source's size (per side) must survive a box shrink: the most any
 /// rendition of `preset` needs, times [`SHRINK_MARGIN`].
 pub fn shrink_keep(src_w: u32, src_h: u32, preset: &Preset, orientation: u8) -> f64 {
-    keep_for(&plans(src_w, src_h, preset, orientation))
-}
-
-/// [`shrink_keep`] for plans already made.
-fn keep_for(plans: &[Plan]) -> f64 {
-    let need =
-        plans.iter().map(|p| (f64::from(p.width) / p.crop.2).max(f64::from(p.height) / p.crop.3)).fold(0.0, f64::max);
-    need * SHRINK_MARGIN
+    geometry::keep_for(&geometry::plans(src_w, src_h, preset, orientation))
 }
 
 /// [`resize_all`] for a source of `size` (stored orientation) that `source` holds box-shrunk by
-/// `shrunk_by` (1: full size, and then it is shrunk here if large enough).
+/// `shrunk_by` (1: full size, and then it is shrunk here if large enough). Carries out
+/// [`geometry::schedule`].
 pub fn resize_all_shrunk(
     source: &Raster,
     size: (u32, u32),
@@ -222,43 +209,26 @@ pub fn resize_all_shrunk(
     orientation: u8,
 ) -> Result<Made, ResizeError> {
     let (src_w, src_h) = size;
-    let plans = plans(src_w, src_h, preset, orientation);
-    let shrunk = (shrunk_by == 1).then(|| resize::shrink(source, keep_for(&plans))).flatten();
-    let (base, scale) = match &shrunk {
-        Some((s, k)) => (s, 1.0 / f64::from(*k)),
-        None => (source, 1.0 / f64::from(shrunk_by)),
+    let plans = geometry::plans(src_w, src_h, preset, orientation);
+    let shrunk = (shrunk_by == 1).then(|| resize::shrink(source, geometry::keep_for(&plans))).flatten();
+    let (base, k) = match &shrunk {
+        Some((s, k)) => (s, *k),
+        None => (source, shrunk_by),
     };
-    let mut order: Vec<usize> = (0..plans.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].width) * u64::from(plans[i].height)));
-
-    let mut frames: Vec<usize> = Vec::new();
+    let base_scale = Ratio::new(1, u64::from(k));
     let mut out: Vec<Option<Raster>> = vec![None; plans.len()];
-    for i in order {
-        let plan = plans[i];
-        let cascade = frames.iter().rev().find_map(|&f| {
-            let frame = out[f].as_ref()?;
-            cascade_plan(src_w, src_h, frame, &plan).map(|p| (frame, p))
-        });
-        let made = match cascade {
-            Some((frame, p)) => resize::resize_raster(frame, &p)?,
-            None => resize::resize_raster(base, &plan.scaled(scale, scale))?,
+    let mut smallest_frame = None;
+    for step in geometry::schedule(src_w, src_h, base_scale, &plans) {
+        let from = match step.from {
+            Source::Base => base,
+            Source::Rendition(f) => out[f].as_ref().ok_or_else(|| ResizeError::new("cascade source not made yet"))?,
         };
-        let full_frame = plan.crop == (0.0, 0.0, f64::from(src_w), f64::from(src_h));
-        if full_frame && (made.width() < src_w || made.height() < src_h) {
-            frames.push(i);
+        out[step.rendition] = Some(resize::resize_raster(from, &step.plan)?);
+        if geometry::is_frame(&plans[step.rendition], src_w, src_h) {
+            smallest_frame = Some(step.rendition);
         }
-        out[i] = Some(made);
     }
-    // Every slot is filled, so the frame indexes stay valid.
-    Ok(Made { renditions: out.into_iter().flatten().collect(), frames })
-}
-
-/// Maps a plan on the full source onto a smaller full-frame rendition, if that is big enough.
-fn cascade_plan(src_w: u32, src_h: u32, frame: &Raster, plan: &Plan) -> Option<Plan> {
-    let p = plan.scaled(f64::from(frame.width()) / f64::from(src_w), f64::from(frame.height()) / f64::from(src_h));
-    let enough =
-        p.crop.2 >= CASCADE_MIN_RATIO * f64::from(p.width) && p.crop.3 >= CASCADE_MIN_RATIO * f64::from(p.height);
-    enough.then_some(p)
+    Ok(Made { renditions: out.into_iter().flatten().collect(), smallest_frame })
 }
 
 /// The longest side of the image the ThumbHash is computed from. A ThumbHash keeps at most 7

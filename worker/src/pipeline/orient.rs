@@ -108,6 +108,7 @@ fn turn(src: &[u8], w: usize, h: usize, c: usize, orientation: u8) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::geometry::Ratio;
 
     fn tiff(big_endian: bool, orientation: u16) -> Vec<u8> {
         let mut t = Vec::new();
@@ -162,8 +163,12 @@ mod tests {
         };
         for (w, h) in [(6u32, 4u32), (5, 3), (1, 2)] {
             let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-            let planes =
-                YccPlanes { y: plane(w, h, 1), cb: plane(cw, ch, 2), cr: plane(cw, ch, 3), chroma_scale: (0.5, 0.5) };
+            let planes = YccPlanes {
+                y: plane(w, h, 1),
+                cb: plane(cw, ch, 2),
+                cr: plane(cw, ch, 3),
+                chroma_scale: (Ratio::HALF, Ratio::HALF),
+            };
             for o in 1..=8 {
                 let Raster::Ycc(turned) = apply_raster(Raster::Ycc(planes.clone()), o) else {
                     panic!("planes stay planes")

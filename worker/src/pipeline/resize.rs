@@ -5,61 +5,23 @@
 //! Lanczos3 then works on a fraction of the pixels.
 
 use super::decode::{Raster, YccPlanes};
+use super::geometry::{Plan, Ratio, shrink_factors, shrunk_chroma_scale, whole_factor};
 use super::pixels::Pixels;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use imgfleet_shared::Fit;
-
-/// Where a rendition comes from in its source, and how big it ends up.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Plan {
-    pub width: u32,
-    pub height: u32,
-    /// Crop in source pixels: left, top, width, height (fractional; centred).
-    pub crop: (f64, f64, f64, f64),
-}
-
-/// Plans a rendition of a `src_w` x `src_h` image for a `box_w` x `box_h` box. Never upscales:
-/// `Inside` stops at the source size, `Cover` keeps the box's aspect with the largest centred crop.
-pub fn plan(src_w: u32, src_h: u32, box_w: u32, box_h: u32, fit: Fit) -> Plan {
-    let (sw, sh, bw, bh) = (f64::from(src_w), f64::from(src_h), f64::from(box_w), f64::from(box_h));
-    let px = |v: f64| (v.round() as u32).max(1);
-    match fit {
-        Fit::Inside => {
-            let s = (bw / sw).min(bh / sh).min(1.0);
-            Plan { width: px(sw * s).min(box_w), height: px(sh * s).min(box_h), crop: (0.0, 0.0, sw, sh) }
-        }
-        Fit::Cover => {
-            let s = (bw / sw).max(bh / sh);
-            let (cw, ch, width, height) = if s <= 1.0 {
-                (bw / s, bh / s, box_w, box_h)
-            } else if sw / sh > bw / bh {
-                let cw = sh * bw / bh;
-                (cw, sh, px(cw), src_h)
-            } else {
-                let ch = sw * bh / bw;
-                (sw, ch, src_w, px(ch))
-            };
-            let (cw, ch) = (cw.min(sw), ch.min(sh));
-            Plan { width, height, crop: ((sw - cw) / 2.0, (sh - ch) / 2.0, cw, ch) }
-        }
-    }
-}
-
-impl Plan {
-    /// The same plan on a copy of its source scaled by `sx`, `sy` (a shrunk source or a rendition).
-    pub fn scaled(&self, sx: f64, sy: f64) -> Plan {
-        let (l, t, w, h) = self.crop;
-        Plan { crop: (l * sx, t * sy, w * sx, h * sy), ..*self }
-    }
-}
 
 /// Why a resize failed. Only reachable through a bug (plans are always valid), but never a panic.
 #[derive(Debug, thiserror::Error)]
 #[error("resize failed: {0}")]
 pub struct ResizeError(String);
 
-/// Resizes the `plan.crop` region of `src` to `plan.width` x `plan.height` with Lanczos3.
+impl ResizeError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Resizes the region of `src` that `plan` reads to `plan.width` x `plan.height` with Lanczos3.
 pub fn resize(src: &Pixels, plan: &Plan) -> Result<Pixels, ResizeError> {
     let pixel_type = match src.channels {
         1 => PixelType::U8,
@@ -74,13 +36,12 @@ pub fn resize(src: &Pixels, plan: &Plan) -> Result<Pixels, ResizeError> {
 /// premultiplied), a two-channel one is two independent channels (a pair of chroma planes).
 fn resize_as(src: &Pixels, plan: &Plan, pixel_type: PixelType) -> Result<Pixels, ResizeError> {
     let err = |e: &dyn std::fmt::Display| ResizeError(e.to_string());
-    let full = plan.crop == (0.0, 0.0, f64::from(src.width), f64::from(src.height));
-    if full && plan.width == src.width && plan.height == src.height {
+    if plan.is_identity(src.width, src.height) {
         return Ok(src.clone());
     }
     let view = ImageRef::new(src.width, src.height, &src.data, pixel_type).map_err(|e| err(&e))?;
     let mut dst = Image::new(plan.width, plan.height, pixel_type);
-    let (left, top, w, h) = plan.crop;
+    let (left, top, w, h) = plan.region();
     let lanczos3 = Filter::new("Lanczos3", lanczos3, 3.0).map_err(|e| err(&e))?;
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Custom(lanczos3)))
@@ -168,7 +129,7 @@ pub fn shrink(src: &Raster, keep: f64) -> Option<(Raster, u32)> {
         return None;
     }
     let chroma_scale = match src {
-        Raster::Pixels(_) => (1.0, 1.0),
+        Raster::Pixels(_) => (Ratio::ONE, Ratio::ONE),
         Raster::Ycc(planes) => planes.chroma_scale,
     };
     let (k, k_chroma) = shrink_factors(keep, chroma_scale);
@@ -185,25 +146,6 @@ pub fn shrink(src: &Raster, keep: f64) -> Option<(Raster, u32)> {
         }),
     };
     Some((raster, k))
-}
-
-/// The factors [`shrink`] reduces luma (or RGB) and chroma planes by, for chroma planes scaled by
-/// `chroma_scale` against luma: luma keeps at least `keep` of its size, chroma half that of luma's.
-pub fn shrink_factors(keep: f64, chroma_scale: (f64, f64)) -> (u32, u32) {
-    let factor = |keep: f64| whole_factor((1.0 / keep.max(1e-6)).floor().min(1024.0) as u32);
-    let k = factor(keep);
-    (k, factor(keep / 2.0 / chroma_scale.0.min(chroma_scale.1)).min(k * 2))
-}
-
-/// The chroma scale (against luma) once luma is shrunk by `k` and chroma by `k_chroma`.
-pub fn shrunk_chroma_scale((sx, sy): (f64, f64), k: u32, k_chroma: u32) -> (f64, f64) {
-    let f = f64::from(k) / f64::from(k_chroma);
-    (sx * f, sy * f)
-}
-
-/// The largest factor up to `k` that [`box_reduce`] makes exactly: 1–4, or 4 times such a factor.
-pub fn whole_factor(k: u32) -> u32 {
-    if k <= 4 { k.max(1) } else { 4 * whole_factor(k / 4) }
 }
 
 /// The mean of every `k` x `k` block of `src`, for `k` as [`whole_factor`] rounds it (any channel
@@ -358,7 +300,7 @@ fn block_means<const K: usize, const C: usize>(blocks: &[u16], mul: u32, out: &m
 /// all a rendition keeps: JPEG and WebP renditions are encoded 4:2:0.
 fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<YccPlanes, ResizeError> {
     let y = resize(&src.y, plan)?;
-    let chroma_plan = chroma_plan(src, plan);
+    let chroma_plan = plan.chroma(src.chroma_scale);
     let pairable =
         (src.cb.channels, src.cr.channels) == (1, 1) && (src.cb.width, src.cb.height) == (src.cr.width, src.cr.height);
     let (cb, cr) = if pairable {
@@ -370,23 +312,7 @@ fn resize_ycc(src: &YccPlanes, plan: &Plan) -> Result<YccPlanes, ResizeError> {
     } else {
         (resize(&src.cb, &chroma_plan)?, resize(&src.cr, &chroma_plan)?)
     };
-    Ok(YccPlanes { y, cb, cr, chroma_scale: (0.5, 0.5) })
-}
-
-/// `plan` (on luma) on the chroma planes, for half-size chroma.
-fn chroma_plan(src: &YccPlanes, plan: &Plan) -> Plan {
-    let (sx, sy) = src.chroma_scale;
-    let (l, t, w, h) = plan.crop;
-    Plan {
-        width: plan.width.div_ceil(2),
-        height: plan.height.div_ceil(2),
-        crop: (
-            l * sx,
-            t * sy,
-            (w * sx).min(f64::from(src.cb.width) - l * sx),
-            (h * sy).min(f64::from(src.cb.height) - t * sy),
-        ),
-    }
+    Ok(YccPlanes { y, cb, cr, chroma_scale: (Ratio::HALF, Ratio::HALF) })
 }
 
 /// Two one-channel planes of one size as one two-channel image.
@@ -444,6 +370,8 @@ pub fn ycc_to_rgb(y: &Pixels, cb: &Pixels, cr: &Pixels) -> Pixels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::geometry::plan;
+    use imgfleet_shared::Fit;
 
     #[test]
     fn chroma_pairs_resize_to_the_same_bytes_as_single_planes() {
@@ -456,53 +384,19 @@ mod tests {
                 y: plane(2 * w, 2 * h, 0),
                 cb: plane(w, h, 1),
                 cr: plane(w, h, 2),
-                chroma_scale: (0.5, 0.5),
+                chroma_scale: (Ratio::HALF, Ratio::HALF),
             };
             for fit in [Fit::Inside, Fit::Cover] {
                 for (bw, bh) in [(800, 800), (400, 400), (150, 150), (7, 5)] {
                     let p = plan(2 * w, 2 * h, bw, bh, fit);
                     let out = resize_ycc(&planes, &p).unwrap();
-                    let chroma_plan = chroma_plan(&planes, &p);
+                    let chroma_plan = p.chroma(planes.chroma_scale);
                     assert_eq!(out.cb, resize(&planes.cb, &chroma_plan).unwrap(), "cb {w}x{h} {fit:?} {bw}x{bh}");
                     assert_eq!(out.cr, resize(&planes.cr, &chroma_plan).unwrap(), "cr {w}x{h} {fit:?} {bw}x{bh}");
                     assert_eq!(out.y, resize(&planes.y, &p).unwrap());
                 }
             }
         }
-    }
-
-    #[test]
-    fn inside_keeps_aspect_and_never_upscales() {
-        assert_eq!(
-            (plan(4000, 3000, 800, 800, Fit::Inside).width, plan(4000, 3000, 800, 800, Fit::Inside).height),
-            (800, 600)
-        );
-        let p = plan(3000, 4000, 800, 800, Fit::Inside);
-        assert_eq!((p.width, p.height), (600, 800));
-        let p = plan(100, 50, 800, 800, Fit::Inside);
-        assert_eq!((p.width, p.height), (100, 50));
-        let p = plan(10000, 10, 800, 800, Fit::Inside);
-        assert_eq!((p.width, p.height), (800, 1));
-    }
-
-    #[test]
-    fn cover_crops_exactly_and_centred() {
-        let p = plan(4000, 3000, 400, 400, Fit::Cover);
-        assert_eq!((p.width, p.height), (400, 400));
-        assert_eq!(p.crop, (500.0, 0.0, 3000.0, 3000.0));
-        let p = plan(3000, 4000, 150, 150, Fit::Cover);
-        assert_eq!(p.crop, (0.0, 500.0, 3000.0, 3000.0));
-    }
-
-    #[test]
-    fn cover_of_a_small_source_crops_without_upscaling() {
-        let p = plan(100, 50, 150, 150, Fit::Cover);
-        assert_eq!((p.width, p.height), (50, 50));
-        assert_eq!(p.crop, (25.0, 0.0, 50.0, 50.0));
-        let p = plan(1, 1, 150, 150, Fit::Cover);
-        assert_eq!((p.width, p.height), (1, 1));
-        let p = plan(1000, 100, 150, 150, Fit::Cover);
-        assert_eq!((p.width, p.height), (100, 100));
     }
 
     #[test]
