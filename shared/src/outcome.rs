@@ -74,6 +74,9 @@ pub enum ErrorClass {
     Reject,
     /// Worth trying again later (infrastructure trouble): keep the message.
     Retry,
+    /// imgfleet's own bug, not the input's: publish a failure event (on the first delivery) and
+    /// keep the message, so it reaches the dead-letter queue and can be redriven once fixed.
+    Internal,
 }
 
 /// A failure, named for the people and programs that read events.
@@ -95,6 +98,8 @@ pub enum ErrorKind {
     InvalidMessage,
     /// Encoding a rendition failed.
     Encode,
+    /// A failure inside imgfleet that no input should cause (a bug): the upload is not at fault.
+    Internal,
     /// Object storage failed (network, 5xx, throttling, permissions).
     Storage,
     /// Publishing the event failed (Redis unreachable).
@@ -102,10 +107,12 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Reject or retry. Storage and event failures are transient; everything about the input is not.
+    /// Reject, retry, or internal. Storage and event failures are transient; everything about the
+    /// input is not; imgfleet's own bugs are neither.
     pub const fn class(self) -> ErrorClass {
         match self {
             Self::Storage | Self::Events => ErrorClass::Retry,
+            Self::Internal => ErrorClass::Internal,
             _ => ErrorClass::Reject,
         }
     }
@@ -120,6 +127,7 @@ impl ErrorKind {
             Self::UnknownPreset => "unknown_preset",
             Self::InvalidMessage => "invalid_message",
             Self::Encode => "encode",
+            Self::Internal => "internal",
             Self::Storage => "storage",
             Self::Events => "events",
         }
@@ -145,11 +153,15 @@ mod tests {
 
     #[test]
     fn kinds_serialise_as_their_names_and_classify() {
-        for kind in [ErrorKind::Unsupported, ErrorKind::TooLarge, ErrorKind::Corrupt, ErrorKind::Storage] {
+        for kind in
+            [ErrorKind::Unsupported, ErrorKind::TooLarge, ErrorKind::Corrupt, ErrorKind::Storage, ErrorKind::Internal]
+        {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
         }
         assert_eq!(ErrorKind::Corrupt.class(), ErrorClass::Reject);
         assert_eq!(ErrorKind::Storage.class(), ErrorClass::Retry);
         assert_eq!(ErrorKind::Events.class(), ErrorClass::Retry);
+        assert_eq!(ErrorKind::Internal.class(), ErrorClass::Internal);
+        assert_eq!(ErrorKind::Encode.class(), ErrorClass::Reject);
     }
 }

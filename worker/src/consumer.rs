@@ -263,6 +263,12 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
                     tracing::info!(job_id = %event.job_id, ms = started.elapsed().as_millis() as u64, "completed")
                 }
                 Outcome::Failed(event) => tracing::info!(job_id = %event.job_id, "failed event published"),
+                Outcome::Internal(event) => {
+                    self.metrics.internal_errors.inc();
+                    tracing::error!(job_id = %event.job_id, "internal error: the message is kept for the dead-letter queue");
+                    ack = if self.stopping.is_cancelled() { Ack::ReleaseNow } else { Ack::Retry };
+                    break;
+                }
                 Outcome::Deleted(event) => {
                     tracing::info!(job_id = %event.job_id, deleted = event.deleted.len(), kept = event.kept.len(), "deleted")
                 }
@@ -384,6 +390,112 @@ impl Deleter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::{OutputSettings, Renderer};
+    use crate::local::{DirStore, JsonlSink, LocalQueue};
+    use crate::pipeline::{RenderError, RenderOptions, Rendered};
+    use imgfleet_shared::envelope::{ObjectRef, s3_put_notification};
+    use imgfleet_shared::{Preset, PresetCatalog};
+
+    const BUCKET: &str = "uploads";
+
+    fn settings() -> ConsumerSettings {
+        ConsumerSettings {
+            concurrency: 1,
+            prefetch: 1,
+            visibility: Duration::from_secs(30),
+            wait: Duration::from_secs(1),
+            grace: Duration::from_secs(5),
+            retry_base: Duration::ZERO,
+            retry_max: Duration::ZERO,
+            output_prefix: "renditions/".into(),
+            follow_deletes: true,
+            dlq_url: None,
+            depth_interval: Duration::from_secs(3600),
+        }
+    }
+
+    /// Jobs on a folder store and a JSON-lines event file, rendering with `renderer`.
+    fn jobs(dir: &std::path::Path, renderer: Renderer) -> Arc<JobContext<DirStore, JsonlSink>> {
+        Arc::new(JobContext {
+            store: DirStore::new(dir.join("s3")),
+            events: JsonlSink::create(&dir.join("events.jsonl"), true).unwrap(),
+            catalog: Arc::new(PresetCatalog::default()),
+            output: OutputSettings {
+                bucket: None,
+                prefix: "renditions/".into(),
+                key_template: imgfleet_shared::config::Config::default().key_template,
+                cache_control: "max-age=60".into(),
+                sse: None,
+                public_base_url: None,
+            },
+            worker_id: "test".into(),
+            cpu: Arc::new(Semaphore::new(1)),
+            metrics: Metrics::new(),
+            stopping: CancellationToken::new(),
+            renderer,
+        })
+    }
+
+    /// Uploads `body` as `key` and returns the S3 notification the bucket would send for it.
+    fn upload(jobs: &JobContext<DirStore, JsonlSink>, key: &str, body: &[u8]) -> String {
+        let etag = jobs.store.upload(BUCKET, key, body).unwrap();
+        let object = ObjectRef {
+            bucket: BUCKET.into(),
+            key: key.into(),
+            size: Some(body.len() as u64),
+            etag: Some(etag),
+            ..Default::default()
+        };
+        s3_put_notification(BUCKET, &object, "2026-01-01T00:00:00.000Z")
+    }
+
+    fn events(dir: &std::path::Path) -> Vec<Event> {
+        std::fs::read_to_string(dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an event per line"))
+            .collect()
+    }
+
+    fn consumer<Q: Queue>(queue: Q, jobs: &Arc<JobContext<DirStore, JsonlSink>>) -> Consumer<Q, DirStore, JsonlSink> {
+        Consumer::new(queue, Arc::clone(jobs), settings(), Health::default(), jobs.stopping.clone())
+    }
+
+    /// Waits (up to 10 s) until `done` holds.
+    async fn until(mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "condition not reached in 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn resize_bug(_: &[u8], _: &Preset, _: &RenderOptions) -> Result<Rendered, RenderError> {
+        Err(crate::pipeline::resize::ResizeError::new("Size of the crop box is out of the image boundaries").into())
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_is_published_once_and_its_message_kept_for_the_dead_letter_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = jobs(dir.path(), resize_bug);
+        let queue = Arc::new(LocalQueue::new());
+        queue.send(upload(&jobs, "photos/a.jpg", b"any bytes"));
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(consumer(Arc::clone(&queue), &jobs).run(shutdown.clone()));
+        // Retried at once (no backoff in these settings): three deliveries, then stop.
+        until(|| jobs.metrics.internal_errors.get() >= 3).await;
+        shutdown.cancel();
+        run.await.unwrap();
+
+        let events = events(dir.path());
+        assert_eq!(events.len(), 1, "one failure event, on the first delivery only: {events:?}");
+        let error = events[0].error.as_ref().expect("a failure event");
+        assert_eq!((events[0].kind, error.kind), (EventType::Failed, ErrorKind::Internal));
+        assert!(error.message.contains("crop box"), "{}", error.message);
+        assert_eq!(jobs.metrics.messages_deleted.get(), 0, "the message is never deleted");
+        assert_eq!(queue.counts(), (1, 0), "the message is kept, visible again after the drain");
+        assert!(jobs.metrics.jobs.with_label_values(&["internal"]).get() >= 3);
+    }
 
     /// A queue whose batch delete refuses one receipt, as SQS does for an expired handle.
     struct PartlyFailingQueue;

@@ -1,18 +1,20 @@
 //! One job: a request for a source object → fetch → render (on a blocking thread) → store → publish.
 //!
 //! The job decides what its outcome means for the message ([`Outcome`]): completed or failed
-//! (both published, so the message may go), or retry (keep the message). The consumer acts on it.
+//! (both published, so the message may go), retry (keep the message), or internal (imgfleet's own
+//! bug: published on the first delivery, and the message kept for the dead-letter queue). The
+//! consumer acts on it.
 
 use crate::events::EventSink;
 use crate::keys::{self, KeyParts};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Output, RenderOptions, Rendered};
+use crate::pipeline::{Output, RenderError, RenderOptions, Rendered};
 use crate::storage::{Fetched, ObjectStore, PutOptions, StoreError};
 use imgfleet_shared::config::Sse;
 use imgfleet_shared::envelope::Request;
 use imgfleet_shared::event::{Event, EventRendition, EventSource, EventType, JobTimings, public_url};
 use imgfleet_shared::outcome::ErrorInfo;
-use imgfleet_shared::{ErrorClass, ErrorKind, PresetCatalog};
+use imgfleet_shared::{ErrorClass, ErrorKind, Preset, PresetCatalog};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +43,9 @@ pub struct OutputSettings {
     pub public_base_url: Option<String>,
 }
 
+/// What turns source bytes into renditions: [`crate::pipeline::render`] (tests put in a failing one).
+pub type Renderer = fn(&[u8], &Preset, &RenderOptions) -> Result<Rendered, RenderError>;
+
 /// Everything jobs share.
 #[derive(Debug)]
 pub struct JobContext<S, E> {
@@ -54,6 +59,7 @@ pub struct JobContext<S, E> {
     pub metrics: Metrics,
     /// Cancelled when shutdown begins: a job still waiting for a CPU slot gives its message back.
     pub stopping: CancellationToken,
+    pub renderer: Renderer,
 }
 
 /// What happened, and so what the consumer does with the message.
@@ -67,6 +73,9 @@ pub enum Outcome {
     Deleted(Box<Event>),
     /// Infrastructure trouble: keep the message and let it come back later.
     Retry { kind: ErrorKind, message: String },
+    /// imgfleet's own bug: `rendition.failed` (kind `internal`) was published on the first
+    /// delivery; keep the message so it ends in the dead-letter queue, to be redriven once fixed.
+    Internal(Box<Event>),
 }
 
 impl Outcome {
@@ -77,6 +86,7 @@ impl Outcome {
             Self::Failed(_) => "failed",
             Self::Deleted(_) => "deleted",
             Self::Retry { .. } => "retried",
+            Self::Internal(_) => "internal",
         }
     }
 }
@@ -151,6 +161,16 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
                 self.publish(event, Outcome::Completed).await
             }
             Err(f) if f.kind.class() == ErrorClass::Retry => Outcome::Retry { kind: f.kind, message: f.message },
+            Err(f) if f.kind.class() == ErrorClass::Internal => {
+                tracing::error!(kind = %f.kind, error = %f.message, "internal error: message kept for the dead-letter queue");
+                event.kind = EventType::Failed;
+                event.error = Some(ErrorInfo { kind: f.kind, message: f.message });
+                if attempt > 1 {
+                    // The failure event went out on the first delivery.
+                    return Outcome::Internal(Box::new(event));
+                }
+                self.publish(event, Outcome::Internal).await
+            }
             Err(f) => {
                 tracing::info!(kind = %f.kind, error = %f.message, "rejected");
                 event.kind = EventType::Failed;
@@ -228,12 +248,12 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         };
         let options = RenderOptions { limits: self.catalog.limits, background: self.catalog.background };
         let span = tracing::Span::current();
-        let joined =
-            tokio::task::spawn_blocking(move || span.in_scope(|| pipeline::render(&bytes, &preset, &options))).await;
+        let render = self.renderer;
+        let joined = tokio::task::spawn_blocking(move || span.in_scope(|| render(&bytes, &preset, &options))).await;
         match joined {
             Ok(Ok(rendered)) => Ok(rendered),
             Ok(Err(e)) => Err(JobFailure::new(e.kind(), e)),
-            Err(e) => Err(JobFailure::new(ErrorKind::Corrupt, format!("render task failed: {e}"))),
+            Err(e) => Err(JobFailure::new(ErrorKind::Internal, format!("render task failed: {e}"))),
         }
     }
 

@@ -52,6 +52,12 @@ impl LocalQueue {
         self.notify.notify_waiters();
     }
 
+    /// Messages (visible, in flight).
+    pub fn counts(&self) -> (usize, usize) {
+        let s = self.state.lock().expect("queue lock");
+        (s.ready.len(), s.in_flight.len())
+    }
+
     /// True when nothing is waiting or in flight.
     pub fn is_idle(&self) -> bool {
         let s = self.state.lock().expect("queue lock");

@@ -18,7 +18,7 @@ pub const NAMESPACE: &str = "imgfleet";
 pub struct Metrics {
     registry: Registry,
     /// Jobs finished, by outcome: completed, failed (rejected input), deleted (source removed),
-    /// retried (kept for later), ignored.
+    /// retried (kept for later), internal (imgfleet's bug; kept for the dead-letter queue), ignored.
     pub jobs: IntCounterVec,
     /// Wall time of a job from receive to acknowledgement, by outcome.
     pub job_duration: HistogramVec,
@@ -36,6 +36,8 @@ pub struct Metrics {
     pub messages_poison: IntCounter,
     /// Long polls that returned no message.
     pub empty_receives: IntCounter,
+    /// Jobs that failed through imgfleet's own bug (error kind `internal`).
+    pub internal_errors: IntCounter,
     /// Visibility timeouts extended for messages whose job is still running.
     pub visibility_extensions: IntCounter,
     /// Seconds from the message being sent (SQS SentTimestamp) to its acknowledgement.
@@ -88,7 +90,7 @@ impl Metrics {
         Self {
             jobs: counter_vec(
                 "jobs_total",
-                "Jobs finished, by outcome (completed, failed, retried, ignored).",
+                "Jobs finished, by outcome (completed, failed, deleted, retried, internal, ignored).",
                 &["outcome"],
             ),
             job_duration: reg(
@@ -130,6 +132,10 @@ impl Metrics {
                 "Messages the worker does not understand; left for the dead-letter queue.",
             ),
             empty_receives: counter("empty_receives_total", "Long polls that returned no message."),
+            internal_errors: counter(
+                "internal_errors_total",
+                "Jobs that failed through imgfleet's own bug (kind internal); their messages are kept for the dead-letter queue.",
+            ),
             visibility_extensions: counter(
                 "visibility_extensions_total",
                 "Visibility timeouts extended for messages whose job is still running.",
@@ -297,13 +303,16 @@ mod tests {
             "imgfleet_stage_duration_seconds",
             "imgfleet_ready",
             "imgfleet_dlq_messages_visible",
+            "imgfleet_internal_errors_total",
         ] {
             assert!(names.contains(&expected.to_owned()), "{expected} missing from {names:?}");
         }
-        assert_eq!(names.len(), 21, "{names:?}");
+        assert_eq!(names.len(), 22, "{names:?}");
         m.jobs.with_label_values(&["completed"]).inc();
         let text = m.render();
         assert!(text.contains("# HELP imgfleet_jobs_total Jobs finished"));
         assert!(text.contains("imgfleet_jobs_total{outcome=\"completed\"} 1"));
+        // Unlabelled, so exported at 0 from start-up: the first internal error is an increase.
+        assert!(text.contains("imgfleet_internal_errors_total 0"));
     }
 }

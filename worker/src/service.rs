@@ -163,6 +163,7 @@ pub async fn start_with<Q: Queue, S: ObjectStore, E: EventSink>(
         cpu: Arc::new(Semaphore::new(settings.concurrency)),
         metrics: metrics.clone(),
         stopping: stopping.clone(),
+        renderer: crate::pipeline::render,
     });
     tracing::info!(
         worker_id = %jobs.worker_id,

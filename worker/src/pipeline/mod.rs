@@ -81,14 +81,17 @@ pub enum RenderError {
 }
 
 impl RenderError {
-    /// The kind reported in events; all render failures are *reject* class (the same bytes fail again).
+    /// The kind reported in events. Failures of the input are *reject* class (the same bytes fail
+    /// again); a resize failure can only be imgfleet's own bug (every plan is valid by
+    /// construction), so it is `internal`, never blamed on the upload.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Sniff(_) => ErrorKind::Unsupported,
             Self::Decode(DecodeError::TooLarge { .. } | DecodeError::TooManyBytes { .. }) => ErrorKind::TooLarge,
             Self::Decode(DecodeError::Unsupported { .. }) => ErrorKind::Unsupported,
             Self::Decode(DecodeError::Corrupt { .. }) | Self::Panic(_) => ErrorKind::Corrupt,
-            Self::Resize(_) | Self::Encode(_) => ErrorKind::Encode,
+            Self::Resize(_) => ErrorKind::Internal,
+            Self::Encode(_) => ErrorKind::Encode,
         }
     }
 }
@@ -257,5 +260,19 @@ impl Clock {
         let ms = (now - self.0).as_secs_f64() * 1000.0;
         self.0 = now;
         ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resize_failure_is_imgfleets_bug_not_the_uploads() {
+        let bug = RenderError::from(ResizeError::new("crop box out of the image"));
+        assert_eq!(bug.kind(), ErrorKind::Internal);
+        assert_eq!(bug.kind().class(), imgfleet_shared::ErrorClass::Internal);
+        let bad_input = RenderError::from(SniffError::Empty);
+        assert_eq!(bad_input.kind().class(), imgfleet_shared::ErrorClass::Reject);
     }
 }

@@ -10,7 +10,8 @@ use super::pixels::Pixels;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-/// Why a resize failed. Only reachable through a bug (plans are always valid), but never a panic.
+/// Why a resize failed. Only reachable through a bug (plans are valid by construction, see
+/// `geometry`), but never a panic: it is reported as an `internal` error.
 #[derive(Debug, thiserror::Error)]
 #[error("resize failed: {0}")]
 pub struct ResizeError(String);
