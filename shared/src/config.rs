@@ -22,6 +22,7 @@ pub const ENV_VARS: &[&str] = &[
     "IMGFLEET_METRICS_ADDR",
     "IMGFLEET_CONCURRENCY",
     "IMGFLEET_SHUTDOWN_GRACE_SECS",
+    "IMGFLEET_RECEIVE_WAIT_SECS",
     "IMGFLEET_VISIBILITY_TIMEOUT_SECS",
     "IMGFLEET_PRESETS",
     "IMGFLEET_CACHE_CONTROL",
@@ -78,6 +79,9 @@ pub struct Config {
     /// Jobs decoded at once; `None` means the CPUs available to the process.
     pub concurrency: Option<usize>,
     pub shutdown_grace_secs: u64,
+    /// Long-poll wait of each receive (1–20 s). A poll in flight at SIGTERM is let finish and
+    /// its messages released, so the worker uses at most the grace period.
+    pub receive_wait_secs: u64,
     /// Visibility each received message gets, renewed by the heartbeat while its job runs.
     pub visibility_timeout_secs: u32,
     /// Preset TOML file; `None` means the built-in profile preset.
@@ -111,6 +115,7 @@ impl Default for Config {
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             concurrency: None,
             shutdown_grace_secs: 25,
+            receive_wait_secs: 20,
             visibility_timeout_secs: 120,
             presets: None,
             cache_control: "public, max-age=31536000, immutable".into(),
@@ -152,6 +157,7 @@ struct FileConfig {
     metrics_addr: Option<String>,
     concurrency: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    receive_wait_secs: Option<u64>,
     visibility_timeout_secs: Option<u32>,
     presets: Option<PathBuf>,
     cache_control: Option<String>,
@@ -200,6 +206,13 @@ impl Config {
             .unwrap_or(u64::from(d.visibility_timeout_secs));
         if !(10..=43_200).contains(&visibility) {
             return Err(invalid("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "must be 10..=43200 seconds".into()));
+        }
+        let receive_wait = number("IMGFLEET_RECEIVE_WAIT_SECS", file.receive_wait_secs)?.unwrap_or(d.receive_wait_secs);
+        if !(1..=20).contains(&receive_wait) {
+            return Err(invalid(
+                "IMGFLEET_RECEIVE_WAIT_SECS",
+                "must be 1..=20 seconds (the SQS long-poll range)".into(),
+            ));
         }
         let sse_kms_key_id = string("IMGFLEET_SSE_KMS_KEY_ID", file.sse_kms_key_id);
         let sse = match string("IMGFLEET_SSE", file.sse).as_deref().map(str::trim) {
@@ -262,6 +275,7 @@ impl Config {
             concurrency: concurrency.map(|c| c as usize),
             shutdown_grace_secs: number("IMGFLEET_SHUTDOWN_GRACE_SECS", file.shutdown_grace_secs)?
                 .unwrap_or(d.shutdown_grace_secs),
+            receive_wait_secs: receive_wait,
             visibility_timeout_secs: visibility as u32,
             presets: string("IMGFLEET_PRESETS", None).map(PathBuf::from).or(file.presets),
             cache_control: string("IMGFLEET_CACHE_CONTROL", file.cache_control).unwrap_or(d.cache_control),
@@ -348,8 +362,10 @@ mod tests {
             ("IMGFLEET_ECS_TASK_PROTECTION", "true"),
             ("IMGFLEET_PUBLIC_BASE_URL", "https://img.example.com/"),
             ("IMGFLEET_FOLLOW_DELETES", "off"),
+            ("IMGFLEET_RECEIVE_WAIT_SECS", "5"),
         ])
         .unwrap();
+        assert_eq!(c.receive_wait_secs, 5);
         assert_eq!(c.public_base_url.as_deref(), Some("https://img.example.com"));
         assert!(!c.follow_deletes);
         assert_eq!(c.concurrency, Some(3));
@@ -370,6 +386,8 @@ mod tests {
             ("IMGFLEET_KEY_TEMPLATE", "{prefix}{stem}.{ext}"),
             ("IMGFLEET_KEY_TEMPLATE", "{prefix}{stem}/{rendition}.{ext}{nope}"),
             ("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "1"),
+            ("IMGFLEET_RECEIVE_WAIT_SECS", "0"),
+            ("IMGFLEET_RECEIVE_WAIT_SECS", "21"),
             ("IMGFLEET_PUBLIC_BASE_URL", "cdn.example.com"),
             ("IMGFLEET_FOLLOW_DELETES", "maybe"),
         ] {

@@ -94,6 +94,8 @@ impl Env {
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             concurrency: Some(2),
             shutdown_grace_secs: 25,
+            // Short polls, so a test's idle worker drains at once (a poll in flight is let finish).
+            receive_wait_secs: 2,
             visibility_timeout_secs: 30,
             worker_id: Some(format!("{}-worker", setup.name)),
             ..Config::default()
@@ -206,6 +208,7 @@ pub fn imgfleet_command(exe: &str, env: &Env, setup: &Setup, endpoint: &str) -> 
         .env("IMGFLEET_REDIS_URL", &env.redis_url)
         .env("IMGFLEET_EVENTS_STREAM", &setup.stream)
         .env("IMGFLEET_METRICS_ADDR", "127.0.0.1:0")
+        .env("IMGFLEET_RECEIVE_WAIT_SECS", "2")
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")

@@ -4,14 +4,31 @@
 //!
 //! Capacity: at most `concurrency + prefetch` messages are held at once (prefetched ones download
 //! while others decode); decoding itself is bounded to `concurrency` by the job context's CPU slots.
-//! Shutdown: receiving stops at once; running jobs get `grace` to finish; jobs that had not started
+//! Shutdown: no new receive starts; running jobs get `grace` to finish; jobs that had not started
 //! decoding, and any still running when the grace ends, are made visible again immediately.
+//!
+//! No receipt handle is ever dropped on the floor. Every place one could be, and why it is not:
+//! - A long poll in flight when shutdown begins may already have been answered (SQS marked its
+//!   messages in flight): it is never abandoned. It finishes in a task of its own (within the
+//!   receive wait, which is capped at the grace period) and whatever it returns is made visible
+//!   again at once, batched ([`Queue::release_batch`]); the drain waits for that task.
+//! - A receive that returns more messages than it had permits for (no real queue does): the
+//!   extra ones are released at once, not dropped.
+//! - A message task ends only after its acknowledgement (delete, retry backoff or release) has
+//!   been answered, and the drain waits for every task. Deletes go through the batching deleter,
+//!   whose reply each task awaits, so no delete is pending in it when the drain ends.
+//! - The heartbeat and the acknowledgement are one task's sequential steps: a visibility
+//!   extension is awaited before the job's result is looked at, so none can follow the ack.
+//! - When the grace ends, running jobs are cut off and their messages released (visibility 0);
+//!   a release that fails leaves the message to come back when its visibility ends.
+//!
+//! The exit comes within the grace period plus one release round trip: docs/operations.md.
 
 use crate::events::EventSink;
 use crate::job::{JobContext, Outcome, now_ms};
 use crate::keys;
 use crate::metrics::{Health, Metrics};
-use crate::queue::{Queue, QueueError, ReceivedMessage};
+use crate::queue::{MAX_BATCH, Queue, QueueError, ReceivedMessage};
 use crate::storage::ObjectStore;
 use imgfleet_shared::ErrorKind;
 use imgfleet_shared::envelope::{self, Action, Message};
@@ -113,15 +130,21 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
                 permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
             };
             let mut permits = vec![first];
-            while permits.len() < 10 {
+            while permits.len() < MAX_BATCH {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,
                 }
             }
+            let mut receive = Box::pin(Arc::clone(&this).receive(permits.len()));
             let received = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = this.queue.receive(permits.len() as i32, this.settings.wait, this.settings.visibility) => r,
+                r = &mut receive => Some(r),
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(received) = received else {
+                // The queue may already have handed this poll its messages: finish it, give them back.
+                tracker.spawn(Arc::clone(&this).release_late(receive));
+                break;
             };
             let messages = match received {
                 Ok(m) => m,
@@ -141,6 +164,12 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
                 continue;
             }
             this.metrics.messages_received.inc_by(messages.len() as u64);
+            let mut messages = messages;
+            let extra = messages.split_off(messages.len().min(permits.len()));
+            if !extra.is_empty() {
+                tracing::warn!(extra = extra.len(), "the queue returned more messages than asked for: released");
+                this.release_all(extra).await;
+            }
             for (message, permit) in messages.into_iter().zip(permits) {
                 let (this, deleter, overdue) = (Arc::clone(&this), deleter.clone(), overdue.clone());
                 tracker.spawn(async move {
@@ -160,6 +189,44 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
             tracker.wait().await;
         }
         tracing::info!("drained");
+    }
+
+    /// One long poll for up to `max` messages (an owned future, so a drain can let it finish).
+    async fn receive(self: Arc<Self>, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.queue.receive(max as i32, self.settings.wait, self.settings.visibility).await
+    }
+
+    /// Finishes a long poll that was in flight when shutdown began and releases what it got.
+    async fn release_late(self: Arc<Self>, receive: impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>>) {
+        match receive.await {
+            Ok(messages) if !messages.is_empty() => {
+                tracing::info!(messages = messages.len(), "a long poll answered during the drain: released");
+                self.metrics.messages_received.inc_by(messages.len() as u64);
+                self.release_all(messages).await;
+            }
+            Ok(_) => {}
+            Err(e) => self.queue_error(&e),
+        }
+    }
+
+    /// Makes messages that no job will work on visible again at once, in batches.
+    async fn release_all(&self, messages: Vec<ReceivedMessage>) {
+        for batch in messages.chunks(MAX_BATCH) {
+            let entries = batch.iter().map(|m| (m.id.clone(), m.receipt.clone())).collect();
+            match self.queue.release_batch(entries).await {
+                Ok(failed) => {
+                    self.metrics.messages_released.inc_by((batch.len() - failed.len()) as u64);
+                    for (id, why) in failed {
+                        self.metrics.aws_errors.with_label_values(&["sqs", "ChangeMessageVisibilityBatch"]).inc();
+                        tracing::warn!(%id, error = %why, "release failed; the message comes back when its visibility ends");
+                    }
+                }
+                Err(e) => {
+                    self.queue_error(&e);
+                    tracing::warn!(error = %e, "release failed; the messages come back when their visibility ends");
+                }
+            }
+        }
     }
 
     /// Works on one message with a visibility heartbeat, then acknowledges it.
@@ -351,7 +418,7 @@ impl Deleter {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 let deadline = tokio::time::Instant::now() + Self::LINGER;
-                while batch.len() < 10 {
+                while batch.len() < MAX_BATCH {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(r)) => batch.push(r),
                         _ => break,
@@ -468,6 +535,125 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "condition not reached in 10 s");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// A queue whose first long poll takes its messages as soon as it starts (the server marks
+    /// them in flight) and holds its answer until the test opens `gate`: a SIGTERM that arrives
+    /// while SQS's answer is on its way, made deterministic.
+    struct GatedQueue {
+        inner: Arc<LocalQueue>,
+        first: std::sync::atomic::AtomicBool,
+        started: tokio::sync::Notify,
+        gate: tokio::sync::Notify,
+    }
+
+    impl Queue for GatedQueue {
+        async fn receive(
+            &self,
+            max: i32,
+            wait: Duration,
+            visibility: Duration,
+        ) -> Result<Vec<ReceivedMessage>, QueueError> {
+            if !self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return self.inner.receive(max, wait, visibility).await;
+            }
+            let got = self.inner.receive(max, Duration::ZERO, visibility).await?;
+            self.started.notify_one();
+            self.gate.notified().await;
+            Ok(got)
+        }
+
+        async fn delete_batch(&self, entries: Vec<(String, String)>) -> Result<Vec<(String, String)>, QueueError> {
+            self.inner.delete_batch(entries).await
+        }
+
+        async fn set_visibility(&self, receipt: &str, seconds: u32) -> Result<(), QueueError> {
+            self.inner.set_visibility(receipt, seconds).await
+        }
+
+        async fn visible_messages(&self, url: Option<&str>) -> Result<i64, QueueError> {
+            self.inner.visible_messages(url).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_answered_during_the_drain_gives_its_messages_back_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = jobs(dir.path(), crate::pipeline::render);
+        let local = Arc::new(LocalQueue::new());
+        for i in 0..3 {
+            local.send(upload(&jobs, &format!("photos/{i}.jpg"), b"not an image"));
+        }
+        let queue = Arc::new(GatedQueue {
+            inner: Arc::clone(&local),
+            first: true.into(),
+            started: Default::default(),
+            gate: Default::default(),
+        });
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(consumer(Arc::clone(&queue), &jobs).run(shutdown.clone()));
+        queue.started.notified().await;
+        assert_eq!(local.counts(), (1, 2), "the poll holds two messages (concurrency 1 + prefetch 1)");
+        shutdown.cancel();
+        // The consumer has left its receive loop and begun the drain; only then does the answer come.
+        until(|| jobs.stopping.is_cancelled()).await;
+        queue.gate.notify_one();
+        tokio::time::timeout(Duration::from_secs(10), run).await.expect("drains").unwrap();
+
+        assert_eq!(local.counts(), (3, 0), "every message the poll took is visible again");
+        assert_eq!(jobs.metrics.messages_released.get(), 2);
+        assert_eq!(jobs.metrics.messages_received.get(), 2);
+        assert!(events(dir.path()).is_empty(), "no job ran on them");
+    }
+
+    /// A queue that hands out two more messages than it is asked for.
+    struct GreedyQueue(Arc<LocalQueue>);
+
+    impl Queue for GreedyQueue {
+        async fn receive(
+            &self,
+            max: i32,
+            wait: Duration,
+            visibility: Duration,
+        ) -> Result<Vec<ReceivedMessage>, QueueError> {
+            self.0.receive(max + 2, wait, visibility).await
+        }
+
+        async fn delete_batch(&self, entries: Vec<(String, String)>) -> Result<Vec<(String, String)>, QueueError> {
+            self.0.delete_batch(entries).await
+        }
+
+        async fn set_visibility(&self, receipt: &str, seconds: u32) -> Result<(), QueueError> {
+            self.0.set_visibility(receipt, seconds).await
+        }
+
+        async fn visible_messages(&self, url: Option<&str>) -> Result<i64, QueueError> {
+            self.0.visible_messages(url).await
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_beyond_the_permits_are_released_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = jobs(dir.path(), crate::pipeline::render);
+        let local = Arc::new(LocalQueue::new());
+        for i in 0..4 {
+            local.send(upload(&jobs, &format!("photos/{i}.txt"), b"not an image"));
+        }
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(consumer(GreedyQueue(Arc::clone(&local)), &jobs).run(shutdown.clone()));
+        until(|| local.is_idle()).await;
+        shutdown.cancel();
+        run.await.unwrap();
+        assert!(jobs.metrics.messages_released.get() >= 2, "the extra messages were given back");
+        let events = events(dir.path());
+        let mut keys: Vec<&str> = events.iter().map(|e| e.source.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["photos/0.txt", "photos/1.txt", "photos/2.txt", "photos/3.txt"],
+            "each message worked on once"
+        );
     }
 
     fn resize_bug(_: &[u8], _: &Preset, _: &RenderOptions) -> Result<Rendered, RenderError> {

@@ -1,9 +1,15 @@
 //! Queue: the narrow interface the consumer needs from SQS (receive, delete, change visibility,
 //! depth), with the SQS implementation. The in-process queue of `imgfleet demo` lives in [`crate::local`].
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    QueueAttributeName,
+};
 use std::future::Future;
 use std::time::Duration;
+
+/// The most messages one SQS call receives, deletes or changes (SQS's own batch limit).
+pub const MAX_BATCH: usize = 10;
 
 /// One received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +50,23 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Sets how long until the message is visible again (0: at once).
     fn set_visibility(&self, receipt: &str, seconds: u32) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Makes a batch of up to 10 messages (id, receipt) visible again at once; returns the ids of
+    /// entries that failed, with the reason. One call per message unless the queue batches.
+    fn release_batch(
+        &self,
+        entries: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, QueueError>> + Send {
+        async move {
+            let mut failed = Vec::new();
+            for (id, receipt) in entries {
+                if let Err(e) = self.set_visibility(&receipt, 0).await {
+                    failed.push((id, e.message));
+                }
+            }
+            Ok(failed)
+        }
+    }
 
     /// Messages visible in the queue at `url` (its own URL when `None`).
     fn visible_messages(&self, url: Option<&str>) -> impl Future<Output = Result<i64, QueueError>> + Send;
@@ -138,6 +161,28 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    async fn release_batch(&self, entries: Vec<(String, String)>) -> Result<Vec<(String, String)>, QueueError> {
+        let mut request = self.client.change_message_visibility_batch().queue_url(&self.url);
+        for (i, (_, receipt)) in entries.iter().enumerate() {
+            let entry = ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .build()
+                .map_err(|e| QueueError { operation: "ChangeMessageVisibilityBatch", message: e.to_string() })?;
+            request = request.entries(entry);
+        }
+        let out = request.send().await.map_err(sqs_error("ChangeMessageVisibilityBatch"))?;
+        Ok(out
+            .failed
+            .into_iter()
+            .filter_map(|f| {
+                let (id, _) = entries.get(f.id.parse::<usize>().ok()?)?;
+                Some((id.clone(), format!("{}: {}", f.code, f.message.unwrap_or_default())))
+            })
+            .collect())
+    }
+
     async fn visible_messages(&self, url: Option<&str>) -> Result<i64, QueueError> {
         let out = self
             .client
@@ -173,6 +218,13 @@ impl<T: Queue> Queue for std::sync::Arc<T> {
 
     fn set_visibility(&self, receipt: &str, seconds: u32) -> impl Future<Output = Result<(), QueueError>> + Send {
         (**self).set_visibility(receipt, seconds)
+    }
+
+    fn release_batch(
+        &self,
+        entries: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, QueueError>> + Send {
+        (**self).release_batch(entries)
     }
 
     fn visible_messages(&self, url: Option<&str>) -> impl Future<Output = Result<i64, QueueError>> + Send {

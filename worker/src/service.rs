@@ -89,7 +89,9 @@ pub fn consumer_settings(config: &Config, retry_base: Duration) -> ConsumerSetti
         concurrency,
         prefetch: concurrency.div_ceil(2),
         visibility: Duration::from_secs(u64::from(config.visibility_timeout_secs)),
-        wait: Duration::from_secs(20),
+        // A long poll in flight at SIGTERM is let finish (its messages are released): capping the
+        // wait at the grace keeps the drain within the grace period.
+        wait: Duration::from_secs(config.receive_wait_secs.min(config.shutdown_grace_secs).max(1)),
         grace: Duration::from_secs(config.shutdown_grace_secs),
         retry_base,
         retry_max: Duration::from_secs(900),
