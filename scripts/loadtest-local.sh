@@ -5,7 +5,7 @@
 #   ->  SIGTERM the workers  ->  table on the terminal, report.json and chart.svg in the run's folder.
 #
 #   scripts/loadtest-local.sh [--workers W] [--count N] [--rate R | --burst] [--images DIR]
-#                             [--concurrency C] [--timeout SECS] [--out DIR] [--keep]
+#                             [--concurrency C] [--timeout SECS] [--out DIR] [--keep] [--bin DIR]
 #
 #   --workers W       imgfleet run processes (default 1)
 #   --count N         uploads (default 200)
@@ -17,6 +17,11 @@
 #   --out DIR         where the report goes (default target/loadtest/<run id>)
 #   --keep            keep the run's bucket, queues and event stream (default: deleted at the end,
 #                     so repeated runs do not pile objects up in moto's memory)
+#   --bin DIR         take imgfleet and imgfleet-loadtest from DIR (e.g. an earlier build, to compare
+#                     side by side) instead of building target/release
+#
+# Before stopping the workers it prints the CPU seconds each one used (worker-cpu.txt in the run's
+# folder): completed jobs over that is the worker's images per CPU-second.
 #
 # Exit status: that of the e2e run (0 clean, 1 lost jobs or failed uploads, 2 error).
 set -euo pipefail
@@ -24,8 +29,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-WORKERS=1 COUNT=200 RATE=5 BURST=0 IMAGES="" CONCURRENCY=1 TIMEOUT=120 OUT="" KEEP=0
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+WORKERS=1 COUNT=200 RATE=5 BURST=0 IMAGES="" CONCURRENCY=1 TIMEOUT=120 OUT="" KEEP=0 BIN=""
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -37,6 +42,7 @@ while [ $# -gt 0 ]; do
     --timeout) TIMEOUT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --bin) BIN=$(cd "$2" && pwd); shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "loadtest-local: unknown argument $1" >&2; usage ;;
   esac
@@ -49,9 +55,11 @@ OUT=${OUT:-$ROOT/target/loadtest/$RUN_ID}
 mkdir -p "$OUT"
 
 scripts/services.sh start
-echo "loadtest-local: building release binaries"
-cargo build --release -q -p imgfleet-worker -p imgfleet-loadtest
-BIN=$ROOT/target/release
+if [ -z "$BIN" ]; then
+  echo "loadtest-local: building release binaries"
+  cargo build --release -q -p imgfleet-worker -p imgfleet-loadtest
+  BIN=$ROOT/target/release
+fi
 
 export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT
@@ -69,8 +77,14 @@ if [ -z "$IMAGES" ]; then
 fi
 
 PIDS=()
+cpu_seconds() { # user + system CPU of a live process, in seconds (fields 14 and 15 of /proc/PID/stat)
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"
+}
 stop_workers() { # SIGTERM, then the drain gets its grace period (25 s) plus 10 s before SIGKILL
   [ ${#PIDS[@]} -gt 0 ] || return 0
+  for i in "${!PIDS[@]}"; do
+    echo "loadtest-local: worker $((i + 1)) used $(cpu_seconds "${PIDS[$i]}") CPU seconds" | tee -a "$OUT/worker-cpu.txt"
+  done
   echo "loadtest-local: stopping ${#PIDS[@]} worker(s) (SIGTERM)"
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for _ in $(seq 1 350); do

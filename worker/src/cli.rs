@@ -313,10 +313,10 @@ fn process_command(
     Ok(if summary.rejected > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// The async runtime of the commands that run the fleet worker, whose renders go to tokio's
-/// blocking pool: its many threads are why freed image buffers are returned to the system.
+/// The async runtime of the commands that run the fleet worker. Its renders go to a fixed pool
+/// of threads ([`crate::pool::RenderPool`]), which keep freed image buffers for the next image.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    crate::memory::return_freed_memory();
+    crate::memory::keep_freed_memory_below(crate::memory::WORKER_MMAP_THRESHOLD);
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("imgfleet").build()?)
 }
 

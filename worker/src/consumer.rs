@@ -497,6 +497,7 @@ mod tests {
             },
             worker_id: "test".into(),
             cpu: Arc::new(Semaphore::new(1)),
+            pool: crate::pool::RenderPool::new(1),
             metrics: Metrics::new(),
             stopping: CancellationToken::new(),
             renderer,

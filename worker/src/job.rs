@@ -60,6 +60,8 @@ pub struct JobContext<S, E> {
     /// Cancelled when shutdown begins: a job still waiting for a CPU slot gives its message back.
     pub stopping: CancellationToken,
     pub renderer: Renderer,
+    /// The fixed rendering threads, one per CPU slot.
+    pub pool: crate::pool::RenderPool,
 }
 
 /// What happened, and so what the consumer does with the message.
@@ -238,7 +240,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         Ok((stored?, r.placeholder))
     }
 
-    /// Renders on a blocking thread once a CPU slot is free.
+    /// Renders on the pool's threads once a CPU slot is free.
     async fn render(&self, bytes: Vec<u8>, preset: imgfleet_shared::Preset) -> Result<Rendered, JobFailure> {
         let stopped = || JobFailure::new(ErrorKind::Storage, "worker is shutting down before decoding started");
         let _slot = tokio::select! {
@@ -247,13 +249,10 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
             _ = self.stopping.cancelled() => return Err(stopped()),
         };
         let options = RenderOptions { limits: self.catalog.limits, background: self.catalog.background };
-        let span = tracing::Span::current();
-        let render = self.renderer;
-        let joined = tokio::task::spawn_blocking(move || span.in_scope(|| render(&bytes, &preset, &options))).await;
-        match joined {
+        match self.pool.render(bytes, preset, options, self.renderer).await {
             Ok(Ok(rendered)) => Ok(rendered),
             Ok(Err(e)) => Err(JobFailure::new(e.kind(), e)),
-            Err(e) => Err(JobFailure::new(ErrorKind::Internal, format!("render task failed: {e}"))),
+            Err(e) => Err(JobFailure::new(ErrorKind::Internal, e)),
         }
     }
 

@@ -7,7 +7,10 @@
 //!   no I/O; the only CPU-heavy code.
 //! - [`queue`], [`storage`], [`events`]: narrow traits over SQS, S3 and Redis, each with its real
 //!   implementation; [`local`] has the folder / in-process versions used by `imgfleet demo`.
-//! - [`job`]: one request → fetch → render on a blocking thread → store → publish, and its [`job::Outcome`].
+//! - [`job`]: one request → fetch → render on the [`pool`]'s threads → store → publish, and its
+//!   [`job::Outcome`].
+//! - [`pool`]: the fixed rendering threads, one per CPU slot.
+//! - [`memory`]: allocator settings for image-sized buffers.
 //! - [`consumer`]: long polling with bounded capacity, visibility heartbeats, acknowledgement by
 //!   outcome, graceful drain. The only module that deletes messages.
 //! - [`keys`]: deterministic rendition keys that cannot escape the output prefix.
@@ -26,6 +29,7 @@ pub mod local;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;
+pub mod pool;
 pub mod presign;
 pub mod process;
 pub mod protection;

@@ -1,42 +1,59 @@
-//! Memory returned to the system under the churn of large images.
+//! Memory under the churn of large images: how freed image buffers are kept or returned.
 //!
 //! glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
-//! decode and resize buffers of a few MiB come from the per-thread arenas instead, and with many
-//! blocking threads those arenas keep their peak: a worker's resident memory crept up image after
-//! image. A fixed 1 MiB threshold keeps every image-sized buffer in its own mapping, unmapped when
-//! freed. Measured in docs/reliability.md (96 images, 2 jobs at once: peak 593 MB and still
-//! growing, against 416 MB flat).
+//! decode and resize buffers of a few MiB come from per-thread arenas, which keep their peak. While
+//! the worker rendered on tokio's blocking pool (threads by the hundred over a task's life) its
+//! resident memory crept up image after image, so it fixed a 1 MiB threshold: every image-sized
+//! buffer in a mapping of its own, unmapped when freed, and faulted in page by page for the next
+//! image (docs/reliability.md).
 //!
-//! Only the commands that run on the async runtime (the worker and `demo` render there) set it.
-//! `imgfleet process` renders on a fixed number of threads, one image each, so its arenas stay
-//! bounded; there mapping every buffer afresh cost about 10 % of the time in page faults
-//! (docs/performance.md), and it keeps freed memory for the next image instead
-//! ([`keep_freed_memory`]).
-
-/// Buffers at least this large get their own mapping.
-pub const MMAP_THRESHOLD: usize = 1 << 20;
+//! Every command now renders on a fixed number of threads, one image each (`imgfleet process`'s
+//! jobs, the worker's [`crate::pool::RenderPool`]), so the arenas are bounded: they keep freed
+//! memory for the next image ([`keep_freed_memory`]), and a thread that rendered an unusually
+//! large image hands its free memory back ([`trim`]). Measured in docs/performance.md and
+//! docs/reliability.md.
 
 /// Buffers up to this size come from the arenas when memory is kept for reuse (the largest mmap
 /// threshold glibc accepts on 64-bit targets).
 pub const BATCH_MMAP_THRESHOLD: usize = 32 << 20;
 
+/// The fleet worker's mmap threshold: buffers up to this size (a typical photo's shrunk planes,
+/// resize and encode buffers) are kept for the next image; larger ones (a source file of a few
+/// MB, a large photo's planes) get a mapping of their own, unmapped when freed. Measured against
+/// 32 MiB on the churn of docs/reliability.md: peak RSS 150 MB instead of 176-184 MB (155 MB with
+/// the 1 MiB threshold of the blocking-pool days), for 1-2 % more CPU per image than 32 MiB
+/// (docs/performance.md).
+pub const WORKER_MMAP_THRESHOLD: usize = 2 << 20;
+
 /// Free memory at the top of an arena is handed back to the system only beyond this, when kept.
 pub const BATCH_TRIM_THRESHOLD: usize = 128 << 20;
 
-/// For a fixed number of rendering threads (`imgfleet process`, the pipeline benchmark): decode
+/// For a fixed number of rendering threads (`imgfleet process`, the worker's pool, the pipeline benchmark): decode
 /// and resize buffers up to [`BATCH_MMAP_THRESHOLD`] come from the thread's arena and the next
 /// image reuses them, rather than mapping them afresh and faulting them in page by page. On the 10
 /// corpus photos: page faults 20 000 -> 6 600 per 40 images, system time 0.13-0.25 -> 0.08 s,
 /// peak RSS 34 MB either way. Call before the rendering threads start; a no-op outside glibc.
 pub fn keep_freed_memory() {
-    set(Tunable::MmapThreshold, BATCH_MMAP_THRESHOLD);
+    keep_freed_memory_below(BATCH_MMAP_THRESHOLD);
+}
+
+/// [`keep_freed_memory`] for buffers below `mmap_threshold` only ([`WORKER_MMAP_THRESHOLD`] for
+/// the fleet worker). Call before the rendering threads start; a no-op outside glibc.
+pub fn keep_freed_memory_below(mmap_threshold: usize) {
+    set(Tunable::MmapThreshold, mmap_threshold);
     set(Tunable::TrimThreshold, BATCH_TRIM_THRESHOLD);
 }
 
-/// Sets the allocator's mmap threshold; call before the threads that render start. A no-op
-/// outside glibc.
-pub fn return_freed_memory() {
-    set(Tunable::MmapThreshold, MMAP_THRESHOLD);
+/// Hands the free memory of every arena back to the system (`malloc_trim`): after an unusually
+/// large image, so its buffers are not kept for the rest of the process's life. A no-op outside
+/// glibc.
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only returns free memory to the system, under glibc's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The glibc allocator settings set here.

@@ -163,6 +163,7 @@ pub async fn start_with<Q: Queue, S: ObjectStore, E: EventSink>(
         },
         worker_id: worker_id(config),
         cpu: Arc::new(Semaphore::new(settings.concurrency)),
+        pool: crate::pool::RenderPool::new(settings.concurrency),
         metrics: metrics.clone(),
         stopping: stopping.clone(),
         renderer: crate::pipeline::render,

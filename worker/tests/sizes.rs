@@ -73,7 +73,7 @@ fn kind_for(i: usize, rng: &mut Rng) -> Kind {
     match i % 8 {
         0..=3 => Kind::Jpeg {
             sampling: SAMPLINGS[(rng.next() % 5) as usize],
-            progressive: rng.next() % 4 == 0,
+            progressive: rng.next().is_multiple_of(4),
             orientation: (rng.next() % 8 + 1) as u16,
         },
         4 | 5 => Kind::PngRgb,

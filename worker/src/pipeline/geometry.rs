@@ -145,11 +145,6 @@ impl Plan {
         (to_px(l), to_px(t), to_px(r - l), to_px(b - t))
     }
 
-    /// The crop box's right and bottom edges in the pixels of the image this plan reads.
-    pub fn far_edges(&self) -> (f64, f64) {
-        (to_px(self.scale.0.of(self.crop.right)), to_px(self.scale.1.of(self.crop.bottom)))
-    }
-
     /// True when the crop box is the whole `w` x `h` source.
     pub fn is_full_frame(&self, w: u32, h: u32) -> bool {
         self.crop == Crop::full(w, h)
