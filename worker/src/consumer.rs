@@ -538,27 +538,36 @@ mod tests {
         }
     }
 
-    /// A queue whose first long poll takes its messages as soon as it starts (the server marks
-    /// them in flight) and holds its answer until the test opens `gate`: a SIGTERM that arrives
-    /// while SQS's answer is on its way, made deterministic.
-    struct GatedQueue {
+    /// The local queue with two misbehaviours a test can switch on: its first long poll takes its
+    /// messages as soon as it starts (the server marks them in flight) and holds its answer until
+    /// the test opens `gate` (a SIGTERM that arrives while SQS's answer is on its way, made
+    /// deterministic); and it hands out `extra` more messages than it is asked for.
+    struct TestQueue {
         inner: Arc<LocalQueue>,
-        first: std::sync::atomic::AtomicBool,
+        gated: std::sync::atomic::AtomicBool,
+        extra: i32,
         started: tokio::sync::Notify,
         gate: tokio::sync::Notify,
     }
 
-    impl Queue for GatedQueue {
+    impl TestQueue {
+        fn new(inner: &Arc<LocalQueue>, gated: bool, extra: i32) -> Self {
+            let (started, gate) = Default::default();
+            Self { inner: Arc::clone(inner), gated: gated.into(), extra, started, gate }
+        }
+    }
+
+    impl Queue for TestQueue {
         async fn receive(
             &self,
             max: i32,
             wait: Duration,
             visibility: Duration,
         ) -> Result<Vec<ReceivedMessage>, QueueError> {
-            if !self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                return self.inner.receive(max, wait, visibility).await;
+            if !self.gated.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return self.inner.receive(max + self.extra, wait, visibility).await;
             }
-            let got = self.inner.receive(max, Duration::ZERO, visibility).await?;
+            let got = self.inner.receive(max + self.extra, Duration::ZERO, visibility).await?;
             self.started.notify_one();
             self.gate.notified().await;
             Ok(got)
@@ -585,12 +594,7 @@ mod tests {
         for i in 0..3 {
             local.send(upload(&jobs, &format!("photos/{i}.jpg"), b"not an image"));
         }
-        let queue = Arc::new(GatedQueue {
-            inner: Arc::clone(&local),
-            first: true.into(),
-            started: Default::default(),
-            gate: Default::default(),
-        });
+        let queue = Arc::new(TestQueue::new(&local, true, 0));
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(consumer(Arc::clone(&queue), &jobs).run(shutdown.clone()));
         queue.started.notified().await;
@@ -607,32 +611,6 @@ mod tests {
         assert!(events(dir.path()).is_empty(), "no job ran on them");
     }
 
-    /// A queue that hands out two more messages than it is asked for.
-    struct GreedyQueue(Arc<LocalQueue>);
-
-    impl Queue for GreedyQueue {
-        async fn receive(
-            &self,
-            max: i32,
-            wait: Duration,
-            visibility: Duration,
-        ) -> Result<Vec<ReceivedMessage>, QueueError> {
-            self.0.receive(max + 2, wait, visibility).await
-        }
-
-        async fn delete_batch(&self, entries: Vec<(String, String)>) -> Result<Vec<(String, String)>, QueueError> {
-            self.0.delete_batch(entries).await
-        }
-
-        async fn set_visibility(&self, receipt: &str, seconds: u32) -> Result<(), QueueError> {
-            self.0.set_visibility(receipt, seconds).await
-        }
-
-        async fn visible_messages(&self, url: Option<&str>) -> Result<i64, QueueError> {
-            self.0.visible_messages(url).await
-        }
-    }
-
     #[tokio::test]
     async fn messages_beyond_the_permits_are_released_not_dropped() {
         let dir = tempfile::tempdir().unwrap();
@@ -642,7 +620,7 @@ mod tests {
             local.send(upload(&jobs, &format!("photos/{i}.txt"), b"not an image"));
         }
         let shutdown = CancellationToken::new();
-        let run = tokio::spawn(consumer(GreedyQueue(Arc::clone(&local)), &jobs).run(shutdown.clone()));
+        let run = tokio::spawn(consumer(TestQueue::new(&local, false, 2), &jobs).run(shutdown.clone()));
         until(|| local.is_idle()).await;
         shutdown.cancel();
         run.await.unwrap();

@@ -2,8 +2,8 @@
 //! depth), with the SQS implementation. The in-process queue of `imgfleet demo` lives in [`crate::local`].
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
-    QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 use std::future::Future;
 use std::time::Duration;
@@ -91,6 +91,18 @@ fn sqs_error<E: std::error::Error + Send + Sync + 'static>(
     move |e| QueueError { operation, message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string() }
 }
 
+/// The (message id, reason) of each failed entry of a batch call whose entry ids are the indexes
+/// into `entries`.
+fn batch_failures(failed: Vec<BatchResultErrorEntry>, entries: &[(String, String)]) -> Vec<(String, String)> {
+    failed
+        .into_iter()
+        .filter_map(|f| {
+            let (id, _) = entries.get(f.id.parse::<usize>().ok()?)?;
+            Some((id.clone(), format!("{}: {}", f.code, f.message.unwrap_or_default())))
+        })
+        .collect()
+}
+
 impl Queue for SqsQueue {
     async fn receive(
         &self,
@@ -139,14 +151,7 @@ impl Queue for SqsQueue {
             request = request.entries(entry);
         }
         let out = request.send().await.map_err(sqs_error("DeleteMessageBatch"))?;
-        Ok(out
-            .failed
-            .into_iter()
-            .filter_map(|f| {
-                let (id, _) = entries.get(f.id.parse::<usize>().ok()?)?;
-                Some((id.clone(), format!("{}: {}", f.code, f.message.unwrap_or_default())))
-            })
-            .collect())
+        Ok(batch_failures(out.failed, &entries))
     }
 
     async fn set_visibility(&self, receipt: &str, seconds: u32) -> Result<(), QueueError> {
@@ -173,14 +178,7 @@ impl Queue for SqsQueue {
             request = request.entries(entry);
         }
         let out = request.send().await.map_err(sqs_error("ChangeMessageVisibilityBatch"))?;
-        Ok(out
-            .failed
-            .into_iter()
-            .filter_map(|f| {
-                let (id, _) = entries.get(f.id.parse::<usize>().ok()?)?;
-                Some((id.clone(), format!("{}: {}", f.code, f.message.unwrap_or_default())))
-            })
-            .collect())
+        Ok(batch_failures(out.failed, &entries))
     }
 
     async fn visible_messages(&self, url: Option<&str>) -> Result<i64, QueueError> {
