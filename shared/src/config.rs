@@ -57,8 +57,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The worker's validated settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The worker's validated settings. `Debug` hides the password a `redis_url` may hold.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// SQS queue to long-poll; required by `imgfleet run`.
     pub queue_url: Option<String>,
@@ -99,6 +99,71 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// Delete a source's renditions when S3 reports the source removed.
     pub follow_deletes: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a field added to Config cannot be left out here unnoticed.
+        let Self {
+            queue_url,
+            dlq_url,
+            output_bucket,
+            output_prefix,
+            key_template,
+            redis_url,
+            events_stream,
+            events_maxlen,
+            metrics_addr,
+            concurrency,
+            shutdown_grace_secs,
+            receive_wait_secs,
+            visibility_timeout_secs,
+            presets,
+            cache_control,
+            sse,
+            log_format,
+            worker_id,
+            ecs_task_protection,
+            ecs_agent_uri,
+            public_base_url,
+            follow_deletes,
+        } = self;
+        f.debug_struct("Config")
+            .field("queue_url", &queue_url)
+            .field("dlq_url", &dlq_url)
+            .field("output_bucket", &output_bucket)
+            .field("output_prefix", &output_prefix)
+            .field("key_template", &key_template)
+            .field("redis_url", &redact_password(redis_url))
+            .field("events_stream", &events_stream)
+            .field("events_maxlen", &events_maxlen)
+            .field("metrics_addr", &metrics_addr)
+            .field("concurrency", &concurrency)
+            .field("shutdown_grace_secs", &shutdown_grace_secs)
+            .field("receive_wait_secs", &receive_wait_secs)
+            .field("visibility_timeout_secs", &visibility_timeout_secs)
+            .field("presets", &presets)
+            .field("cache_control", &cache_control)
+            .field("sse", &sse)
+            .field("log_format", &log_format)
+            .field("worker_id", &worker_id)
+            .field("ecs_task_protection", &ecs_task_protection)
+            .field("ecs_agent_uri", &ecs_agent_uri)
+            .field("public_base_url", &public_base_url)
+            .field("follow_deletes", &follow_deletes)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user-info part (`scheme://user:password@host`) replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_owned() };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => format!("{scheme}://***{}", &rest[at..]),
+    }
 }
 
 impl Default for Config {
@@ -340,6 +405,18 @@ mod tests {
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn debug_hides_the_redis_password() {
+        let c = cfg(&[("IMGFLEET_REDIS_URL", "rediss://default:s3cret-pass@cache.example:6380/0")]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("rediss://default:***@cache.example:6380/0"), "{shown}");
+        assert_eq!(redact_password("redis://:pw@h:1"), "redis://:***@h:1");
+        assert_eq!(redact_password("redis://token@h"), "redis://***@h");
+        assert_eq!(redact_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_password("redis://h/a@b"), "redis://h/a@b");
     }
 
     #[test]
