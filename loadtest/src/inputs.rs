@@ -13,7 +13,7 @@ pub struct Image {
 
 /// Reads every file under `dir` whose file name matches `pattern`; an error when there are none.
 pub fn load(dir: &Path, pattern: &str) -> anyhow::Result<Vec<Image>> {
-    let files = imgfleet_worker::process::collect_inputs(&[dir.to_owned()])
+    let files = imgfleet_worker::commands::process::collect_inputs(&[dir.to_owned()])
         .with_context(|| format!("cannot list {}", dir.display()))?;
     let mut images = Vec::new();
     for path in files {

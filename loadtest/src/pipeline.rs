@@ -81,7 +81,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
     anyhow::ensure!(args.iterations >= 1, "--iterations must be at least 1");
     // The allocator as `imgfleet process` sets it: this benchmarks the same in-process job.
-    imgfleet_worker::memory::keep_freed_memory();
+    imgfleet_worker::ops::memory::keep_freed_memory();
     let (preset, options) = load_preset(args.preset.as_deref())?;
     let mut images = inputs::load(&args.input, &args.glob)?;
     let input_mb = images.iter().map(|i| i.bytes.len()).sum::<usize>() as f64 / 1e6;
@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn renders_a_generated_sample() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.jpg"), imgfleet_worker::demo::sample_jpeg(320, 240, 1, 1)).unwrap();
+        std::fs::write(dir.path().join("a.jpg"), imgfleet_worker::commands::demo::sample_jpeg(320, 240, 1, 1)).unwrap();
         std::fs::write(dir.path().join("b.jpg"), b"not an image").unwrap();
         std::fs::write(dir.path().join("c.png"), b"skipped by the pattern").unwrap();
         let args = PipelineArgs {

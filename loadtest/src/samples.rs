@@ -1,4 +1,4 @@
-//! `imgfleet-loadtest samples`: photo-like JPEGs made with `imgfleet_worker::demo::sample_jpeg`,
+//! `imgfleet-loadtest samples`: photo-like JPEGs made with `imgfleet_worker::commands::demo::sample_jpeg`,
 //! for machines without the shared corpus. Shapes vary (landscape, portrait, square, one tagged
 //! with EXIF orientation 6) so the renditions exercise every path of the pipeline.
 
@@ -18,7 +18,7 @@ pub fn write(dir: &Path, count: usize, size: Option<(u32, u32)>) -> anyhow::Resu
         .map(|i| {
             let (w, h, orientation) = size.map_or(SHAPES[i % SHAPES.len()], |(w, h)| (w, h, 1));
             let path = dir.join(format!("sample-{i:03}.jpg"));
-            let jpeg = imgfleet_worker::demo::sample_jpeg(w, h, i as u32, orientation);
+            let jpeg = imgfleet_worker::commands::demo::sample_jpeg(w, h, i as u32, orientation);
             std::fs::write(&path, jpeg).with_context(|| format!("cannot write {}", path.display()))?;
             Ok(path)
         })

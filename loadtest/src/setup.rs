@@ -42,8 +42,8 @@ pub struct Clients {
 
 impl Clients {
     pub async fn from_env() -> Self {
-        let sdk = imgfleet_worker::service::aws_config().await;
-        let s3 = imgfleet_worker::service::s3_client(&sdk);
+        let sdk = imgfleet_worker::fleet::service::aws_config().await;
+        let s3 = imgfleet_worker::fleet::service::s3_client(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         Self { sdk, s3, sqs }
     }

@@ -4,6 +4,7 @@
 //! AWS settings (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials) are read by the AWS SDK's own
 //! default chain and are not part of this type.
 
+use crate::keys::KeyTemplate;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,9 +39,6 @@ pub const ENV_VARS: &[&str] = &[
     "ECS_AGENT_URI",
 ];
 
-/// Default rendition key template: `renditions/uploads/u/42/me/thumb.webp` for `uploads/u/42/me.jpg`.
-pub const DEFAULT_KEY_TEMPLATE: &str = "{prefix}{stem}/{rendition}.{ext}";
-
 /// Server-side encryption for stored renditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sse {
@@ -68,8 +66,8 @@ pub struct Config {
     pub output_bucket: Option<String>,
     /// Prefix every rendition key starts with; objects under it never trigger processing.
     pub output_prefix: String,
-    /// Rendition key template; see [`DEFAULT_KEY_TEMPLATE`].
-    pub key_template: String,
+    /// Rendition key template; see [`crate::keys::DEFAULT_KEY_TEMPLATE`].
+    pub key_template: KeyTemplate,
     pub redis_url: String,
     /// Redis stream (and pub/sub channel) events go to.
     pub events_stream: String,
@@ -133,7 +131,7 @@ impl std::fmt::Debug for Config {
             .field("dlq_url", &dlq_url)
             .field("output_bucket", &output_bucket)
             .field("output_prefix", &output_prefix)
-            .field("key_template", &key_template)
+            .field("key_template", &key_template.as_str())
             .field("redis_url", &redact_password(redis_url))
             .field("events_stream", &events_stream)
             .field("events_maxlen", &events_maxlen)
@@ -173,7 +171,7 @@ impl Default for Config {
             dlq_url: None,
             output_bucket: None,
             output_prefix: "renditions/".into(),
-            key_template: DEFAULT_KEY_TEMPLATE.into(),
+            key_template: KeyTemplate::default(),
             redis_url: "redis://127.0.0.1:6379".into(),
             events_stream: crate::event::DEFAULT_STREAM.into(),
             events_maxlen: 100_000,
@@ -316,8 +314,10 @@ impl Config {
         if output_prefix.starts_with('/') {
             return Err(invalid("IMGFLEET_OUTPUT_PREFIX", "must not start with '/'".into()));
         }
-        let key_template = string("IMGFLEET_KEY_TEMPLATE", file.key_template).unwrap_or(d.key_template);
-        validate_template(&key_template)?;
+        let key_template = match string("IMGFLEET_KEY_TEMPLATE", file.key_template) {
+            Some(t) => KeyTemplate::parse(&t).map_err(|e| invalid("IMGFLEET_KEY_TEMPLATE", e.to_string()))?,
+            None => d.key_template,
+        };
         let queue_url = string("IMGFLEET_QUEUE_URL", file.queue_url);
         if let Some(q) = &queue_url
             && !(q.starts_with("https://") || q.starts_with("http://"))
@@ -370,31 +370,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         "0" | "false" | "no" | "off" => Some(false),
         _ => None,
     }
-}
-
-/// The placeholders a key template may use.
-pub const TEMPLATE_FIELDS: &[&str] = &["prefix", "key", "stem", "preset", "rendition", "ext"];
-
-fn validate_template(t: &str) -> Result<(), ConfigError> {
-    let var = "IMGFLEET_KEY_TEMPLATE";
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        let close = rest[open..].find('}').ok_or_else(|| invalid(var, "unclosed '{'".into()))? + open;
-        let field = &rest[open + 1..close];
-        if !TEMPLATE_FIELDS.contains(&field) {
-            return Err(invalid(var, format!("unknown placeholder {{{field}}}; use {TEMPLATE_FIELDS:?}")));
-        }
-        rest = &rest[close + 1..];
-    }
-    for needed in ["{rendition}", "{ext}"] {
-        if !t.contains(needed) {
-            return Err(invalid(var, format!("must contain {needed} so renditions get distinct keys")));
-        }
-    }
-    if !(t.contains("{key}") || t.contains("{stem}")) {
-        return Err(invalid(var, "must contain {key} or {stem} so sources get distinct keys".into()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

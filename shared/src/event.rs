@@ -7,6 +7,7 @@
 use crate::ImageFormat;
 use crate::outcome::{ErrorInfo, StageTimings};
 use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The event schema version written in `v`.
 pub const EVENT_VERSION: u32 = 1;
@@ -67,6 +68,11 @@ pub struct EventRendition {
 pub struct StoredObject {
     pub bucket: String,
     pub key: String,
+}
+
+/// Milliseconds since the Unix epoch: the time base of [`Event::timestamp_ms`].
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The public URL of a stored rendition: `base` joined with the key, each key segment

@@ -10,12 +10,14 @@
 //!   ([`outcome::ErrorKind`], *reject* versus *retry*).
 //! - [`envelope`]: SQS message bodies (S3 notifications, SNS, EventBridge, direct jobs) → requests.
 //! - [`event`]: the versioned completion / failure events published through Redis.
+//! - [`keys`]: rendition key templates and the keys they make, always under the output prefix.
 //! - [`config`]: the worker's settings, read from `IMGFLEET_*` environment variables and an optional TOML file.
 
 pub mod config;
 pub mod envelope;
 pub mod event;
 pub mod format;
+pub mod keys;
 pub mod outcome;
 pub mod preset;
 

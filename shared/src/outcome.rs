@@ -100,8 +100,12 @@ pub enum ErrorKind {
     Encode,
     /// A failure inside imgfleet that no input should cause (a bug): the upload is not at fault.
     Internal,
-    /// Object storage failed (network, 5xx, throttling, permissions).
+    /// Object storage failed for a while (network, 5xx, throttling).
     Storage,
+    /// Object storage refused the request for a reason no retry fixes (access denied, no such
+    /// bucket, a refused KMS key, a bad argument): the deployment needs fixing. The message is
+    /// kept, so once it is fixed the job succeeds on a later delivery or after the redrive.
+    StorageConfig,
     /// Publishing the event failed (Redis unreachable).
     Events,
 }
@@ -111,7 +115,7 @@ impl ErrorKind {
     /// input is not; imgfleet's own bugs are neither.
     pub const fn class(self) -> ErrorClass {
         match self {
-            Self::Storage | Self::Events => ErrorClass::Retry,
+            Self::Storage | Self::StorageConfig | Self::Events => ErrorClass::Retry,
             Self::Internal => ErrorClass::Internal,
             _ => ErrorClass::Reject,
         }
@@ -129,6 +133,7 @@ impl ErrorKind {
             Self::Encode => "encode",
             Self::Internal => "internal",
             Self::Storage => "storage",
+            Self::StorageConfig => "storage_config",
             Self::Events => "events",
         }
     }

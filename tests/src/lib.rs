@@ -12,8 +12,32 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
 use imgfleet_shared::config::Config;
 use imgfleet_shared::event::Event;
+use imgfleet_worker::adapters::events::RedisSink;
+use imgfleet_worker::adapters::queue::SqsQueue;
+use imgfleet_worker::adapters::storage::S3Store;
+use imgfleet_worker::fleet::consumer::ConsumerSettings;
+use imgfleet_worker::fleet::service::{Adapters, RunningWorker, Worker};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The real adapters (SQS, S3, Redis) for `config` over `sdk`, as `imgfleet run` connects them.
+pub async fn adapters(config: &Config, sdk: &aws_config::SdkConfig) -> Adapters<SqsQueue, S3Store, RedisSink> {
+    Adapters::connect(config, sdk).await.expect("the worker's adapters connect")
+}
+
+/// A worker on the real adapters, started as `imgfleet run` starts one.
+pub async fn start_worker(config: &Config, sdk: &aws_config::SdkConfig) -> RunningWorker {
+    Worker::new(config, adapters(config, sdk).await).start().await.expect("the worker starts")
+}
+
+/// [`start_worker`] with its own consumer settings (retry pacing, visibility…).
+pub async fn start_worker_with(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+    settings: ConsumerSettings,
+) -> RunningWorker {
+    Worker::new(config, adapters(config, sdk).await).settings(settings).start().await.expect("the worker starts")
+}
 
 /// Prefix whose uploads notify the queue.
 pub const UPLOADS: &str = "uploads/";
@@ -52,7 +76,7 @@ impl Env {
         let endpoint = std::env::var("IMGFLEET_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
         let redis_url = std::env::var("IMGFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let sdk = sdk_config(&endpoint).await;
-        let s3 = imgfleet_worker::service::s3_client(&sdk);
+        let s3 = imgfleet_worker::fleet::service::s3_client(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         if s3.list_buckets().send().await.is_err() {
             panic!("moto server is not answering at {endpoint}: run `scripts/services.sh start` (or scripts/test.sh)");
@@ -381,7 +405,7 @@ impl Drop for OwnRedis {
 
 /// A sample photo JPEG.
 pub fn photo(w: u32, h: u32) -> Vec<u8> {
-    imgfleet_worker::demo::sample_jpeg(w, h, w ^ h, 1)
+    imgfleet_worker::commands::demo::sample_jpeg(w, h, w ^ h, 1)
 }
 
 /// A stand-in for the ECS agent's task-protection endpoint: records every request, answers 200.

@@ -5,8 +5,8 @@
 use imgfleet_shared::event::{Event, EventType};
 use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
 use imgfleet_tests::*;
-use imgfleet_worker::service::RunningWorker;
-use imgfleet_worker::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, S3Store, StoreError};
+use imgfleet_worker::adapters::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, S3Store, StoreError};
+use imgfleet_worker::fleet::service::{RunningWorker, Worker};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -48,8 +48,8 @@ async fn redis_outage_loses_nothing() {
     let mut redis = OwnRedis::start();
     let mut config = env.config(&setup);
     config.redis_url = redis.url();
-    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_millis(500));
-    let worker = imgfleet_worker::service::start_paced(&config, &env.sdk, settings).await.unwrap();
+    let settings = imgfleet_worker::fleet::service::consumer_settings(&config, Duration::from_millis(500));
+    let worker = start_worker_with(&config, &env.sdk, settings).await;
     // The s3:TestEvent needs no Redis; let it go first.
     env.wait_queue_empty(&setup.queue_url, WAIT).await;
 
@@ -102,11 +102,11 @@ async fn heartbeat_keeps_a_slow_job_from_being_redelivered() {
     let setup = env.setup("heartbeat", 5, 3).await;
     let mut config = env.config(&setup);
     config.concurrency = Some(1);
-    let mut settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
+    let mut settings = imgfleet_worker::fleet::service::consumer_settings(&config, Duration::from_secs(1));
     settings.visibility = Duration::from_secs(3);
-    let store =
-        SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(8) };
-    let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
+    let adapters =
+        adapters(&config, &env.sdk).await.map_store(|inner| SlowStore { inner, delay: Duration::from_secs(8) });
+    let worker = Worker::new(&config, adapters).settings(settings).start().await.unwrap();
     let key = "uploads/slow.jpg";
     env.upload(&setup.bucket, key, photo(300, 200)).await;
 
@@ -132,10 +132,10 @@ async fn readyz_turns_false_while_draining() {
     let env = Env::new().await;
     let setup = env.setup("readyz", 5, 30).await;
     let config = env.config(&setup);
-    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
-    let store =
-        SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(4) };
-    let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
+    let settings = imgfleet_worker::fleet::service::consumer_settings(&config, Duration::from_secs(1));
+    let adapters =
+        adapters(&config, &env.sdk).await.map_store(|inner| SlowStore { inner, delay: Duration::from_secs(4) });
+    let worker = Worker::new(&config, adapters).settings(settings).start().await.unwrap();
     eventually(WAIT, "never ready", || async { http_get(worker.metrics_addr, "/readyz").await.0 == 200 }).await;
     assert_eq!(http_get(worker.metrics_addr, "/healthz").await.0, 200);
     env.upload(&setup.bucket, "uploads/drain.jpg", photo(300, 200)).await;
@@ -191,7 +191,7 @@ async fn sigterm_finishes_running_jobs_and_loses_nothing() {
     assert_eq!(visible as usize, keys.len() - done_by_first.len());
 
     // A second worker finishes the rest: nothing was lost.
-    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
     let events = env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).len() == keys.len()).await;
     assert_eq!(completed_keys(&events), keys.iter().cloned().collect::<HashSet<_>>());
     env.wait_queue_empty(&setup.queue_url, WAIT).await;
@@ -207,10 +207,10 @@ async fn busy_task_holds_ecs_scale_in_protection() {
     let mut config = env.config(&setup);
     config.ecs_task_protection = true;
     config.ecs_agent_uri = Some(agent.uri.clone());
-    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
-    let store =
-        SlowStore { inner: S3Store::new(imgfleet_worker::service::s3_client(&env.sdk)), delay: Duration::from_secs(3) };
-    let worker = imgfleet_worker::service::start_with_store(&config, &env.sdk, settings, store).await.unwrap();
+    let settings = imgfleet_worker::fleet::service::consumer_settings(&config, Duration::from_secs(1));
+    let adapters =
+        adapters(&config, &env.sdk).await.map_store(|inner| SlowStore { inner, delay: Duration::from_secs(3) });
+    let worker = Worker::new(&config, adapters).settings(settings).start().await.unwrap();
     env.upload(&setup.bucket, "uploads/protected.jpg", photo(300, 200)).await;
     env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).contains("uploads/protected.jpg")).await;
     let enabled = agent.seen();
@@ -235,9 +235,9 @@ async fn behind_proxy(env: &Env, name: &str, wait: Duration) -> (Setup, FaultPro
     let proxy = FaultProxy::start(&env.endpoint).await;
     let sdk = sdk_config(&proxy.url()).await;
     let config = env.config(&setup);
-    let mut settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_secs(1));
+    let mut settings = imgfleet_worker::fleet::service::consumer_settings(&config, Duration::from_secs(1));
     settings.wait = wait;
-    let worker = imgfleet_worker::service::start_paced(&config, &sdk, settings).await.unwrap();
+    let worker = start_worker_with(&config, &sdk, settings).await;
     env.wait_queue_empty(&setup.queue_url, WAIT).await;
     (setup, proxy, worker)
 }
@@ -334,14 +334,14 @@ async fn a_killed_worker_s_job_completes_elsewhere_exactly_once() {
     let killed_at = Instant::now();
     assert!(read_events(&env.redis_url, &setup.stream).await.is_empty(), "nothing was published before the kill");
 
-    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
     let events = env.wait_events(&setup.stream, WAIT, |e| completed_keys(e).contains(key)).await;
     let first = events.iter().find(|e| e.source.key == key).unwrap().clone();
     assert!(first.attempt >= 2, "delivered again after the visibility timeout: attempt {}", first.attempt);
     assert!(killed_at.elapsed() >= Duration::from_secs(3), "not before the timeout ran out");
     assert_eq!(
         first.job_id,
-        imgfleet_worker::job::job_id(&setup.bucket, key, first.source.etag.as_deref()),
+        imgfleet_worker::fleet::job::job_id(&setup.bucket, key, first.source.etag.as_deref()),
         "the job id is the object version's"
     );
 

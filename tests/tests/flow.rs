@@ -16,7 +16,7 @@ fn completed_for<'a>(events: &'a [Event], key: &str) -> Option<&'a Event> {
 async fn upload_becomes_renditions_and_a_completed_event() {
     let env = Env::new().await;
     let setup = env.setup("flow", 3, 30).await;
-    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
     let key = "uploads/u/42/me.jpg";
     env.upload(&setup.bucket, key, photo(1600, 1200)).await;
 
@@ -112,7 +112,7 @@ async fn every_message_shape_and_key_encoding() {
     .unwrap();
     let mut config = env.config(&setup);
     config.presets = Some(presets);
-    let worker = imgfleet_worker::service::start(&config, &env.sdk).await.unwrap();
+    let worker = start_worker(&config, &env.sdk).await;
 
     // Through the bucket notification: awkward keys.
     let notified = ["uploads/my photo é+ü&x.jpg", "uploads/plus+sign.jpg", "uploads/ünïcödé/фото.jpg"];
@@ -178,7 +178,7 @@ async fn every_message_shape_and_key_encoding() {
 async fn non_image_upload_fails_cleanly_and_is_deleted() {
     let env = Env::new().await;
     let setup = env.setup("nonimage", 3, 30).await;
-    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
     let key = "uploads/evil.jpg";
     env.upload(
         &setup.bucket,
@@ -206,8 +206,8 @@ async fn poison_message_ends_in_the_dead_letter_queue() {
     let env = Env::new().await;
     let setup = env.setup("poison", 2, 30).await;
     let config = env.config(&setup);
-    let settings = imgfleet_worker::service::consumer_settings(&config, Duration::from_millis(500));
-    let worker = imgfleet_worker::service::start_paced(&config, &env.sdk, settings).await.unwrap();
+    let settings = imgfleet_worker::fleet::service::consumer_settings(&config, Duration::from_millis(500));
+    let worker = start_worker_with(&config, &env.sdk, settings).await;
     env.send(&setup.queue_url, "this is not a message imgfleet understands").await;
 
     eventually(WAIT, "poison message never reached the DLQ", || async {

@@ -17,7 +17,7 @@ async fn removing_a_source_deletes_its_renditions_once() {
     let setup = env.setup("removal", 3, 30).await;
     let mut config = env.config(&setup);
     config.public_base_url = Some("https://img.example.com".into());
-    let worker = imgfleet_worker::service::start(&config, &env.sdk).await.unwrap();
+    let worker = start_worker(&config, &env.sdk).await;
     let key = "uploads/u/7/me.jpg";
     env.upload(&setup.bucket, key, photo(640, 480)).await;
 
@@ -72,7 +72,7 @@ async fn removing_a_source_deletes_its_renditions_once() {
 async fn a_stale_removal_never_deletes_a_newer_uploads_renditions() {
     let env = Env::new().await;
     let setup = env.setup("race", 3, 30).await;
-    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
     let (bucket, key) = (setup.bucket.clone(), "manual/u/9/me.png");
     let deleted_events = |n: usize| move |e: &[Event]| of_kind(e, EventType::Deleted, key).len() == n;
 
@@ -138,7 +138,7 @@ fn imgfleet(env: &Env, setup: &Setup, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
-    use imgfleet_worker::storage::{ObjectStore, PutOptions, S3Store};
+    use imgfleet_worker::adapters::storage::{ObjectStore, PutOptions, S3Store};
     let env = Env::new().await;
     let setup = env.setup("backfill", 3, 30).await;
     drain(&env, &setup.queue_url).await; // the s3:TestEvent
@@ -157,9 +157,7 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
             let body = format!("not decoded by a backfill {i}").into_bytes();
             store.put(&bucket, &key, body, &PutOptions::default()).await.unwrap();
             let etag = store.head(&bucket, &key).await.unwrap().unwrap().etag.unwrap();
-            let keys =
-                imgfleet_worker::keys::preset_keys("{prefix}{stem}/{rendition}.{ext}", "renditions/", &key, &preset)
-                    .unwrap();
+            let keys = imgfleet_shared::keys::KeyTemplate::default().preset_keys("renditions/", &key, &preset).unwrap();
             let (fingerprint, source_etag, count) = match i % 10 {
                 0..=3 => (preset.fingerprint(), etag, keys.len()),
                 4 => ("an-older-preset".to_owned(), etag, keys.len()),
@@ -187,7 +185,7 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
         (0..300u32).filter(|i| i % 10 >= 4).map(|i| format!("legacy/u/{i:03}/photo.jpg")).collect();
 
     // A dry run over the whole bucket, in pages of 50: renditions and the folder marker are skipped.
-    let request = imgfleet_worker::backfill::BackfillRequest {
+    let request = imgfleet_worker::commands::backfill::BackfillRequest {
         bucket: bucket.clone(),
         prefix: String::new(),
         preset_name: None,
@@ -201,13 +199,14 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
         queue_url: setup.queue_url.clone(),
         output_bucket: None,
         output_prefix: "renditions/".into(),
-        key_template: "{prefix}{stem}/{rendition}.{ext}".into(),
+        key_template: imgfleet_shared::keys::KeyTemplate::default(),
         max_source_bytes: catalog.limits.max_source_bytes,
         page_size: 50,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let mut seen = 0;
-    let dry = imgfleet_worker::backfill::run(&env.s3, &env.sqs, &request, &stop, |_| seen += 1).await.unwrap();
+    let dry =
+        imgfleet_worker::commands::backfill::run(&env.s3, &env.sqs, &request, &stop, |_| seen += 1).await.unwrap();
     assert!(seen > 4, "progress is reported along the way");
     assert_eq!((dry.up_to_date, dry.missing, dry.stale, dry.enqueued), (120, 120, 60, 0), "{dry:?}");
     assert_eq!(dry.listed, dry.skipped + 300);
@@ -278,7 +277,7 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
 async fn a_presigned_post_uploads_straight_to_the_bucket_and_is_processed() {
     let env = Env::new().await;
     let setup = env.setup("presign", 3, 30).await;
-    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
     let key = "uploads/u/5/avatar.jpg";
     let (code, out, err) = imgfleet(
         &env,
@@ -322,7 +321,7 @@ async fn a_presigned_post_uploads_straight_to_the_bucket_and_is_processed() {
 /// server that checks SigV4 POST signatures and policies (started by `scripts/services.sh`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_presigned_post_policy_is_enforced_by_s3() {
-    use imgfleet_worker::presign::{PostPolicyRequest, presign_post};
+    use imgfleet_worker::commands::presign::{PostPolicyRequest, presign_post};
     let endpoint = std::env::var("IMGFLEET_TEST_POLICY_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5100".into());
     let credentials = aws_credential_types::Credentials::new("imgfleet", "imgfleet-secret", None, None, "tests");
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -331,7 +330,7 @@ async fn the_presigned_post_policy_is_enforced_by_s3() {
         .credentials_provider(credentials.clone())
         .load()
         .await;
-    let s3 = imgfleet_worker::service::s3_client(&sdk);
+    let s3 = imgfleet_worker::fleet::service::s3_client(&sdk);
     let bucket = format!("policy-{}", std::process::id());
     if let Err(e) = s3.create_bucket().bucket(&bucket).send().await {
         assert!(
@@ -349,7 +348,7 @@ async fn the_presigned_post_policy_is_enforced_by_s3() {
         endpoint: Some(endpoint.clone()),
     };
     let post = presign_post(&request, &credentials, std::time::SystemTime::now()).unwrap();
-    let form = |post: &imgfleet_worker::presign::PresignedPost| -> Vec<(String, String)> {
+    let form = |post: &imgfleet_worker::commands::presign::PresignedPost| -> Vec<(String, String)> {
         post.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     };
     let refused = |answer: &(u16, String), status: u16, code: &str| {
@@ -386,7 +385,7 @@ async fn the_presigned_post_policy_is_enforced_by_s3() {
 async fn hostile_source_keys_never_write_outside_the_output_prefix() {
     let env = Env::new().await;
     let setup = env.setup("escape", 3, 30).await;
-    let worker = imgfleet_worker::service::start(&env.config(&setup), &env.sdk).await.unwrap();
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
     let long = format!("manual/{}.jpg", "x".repeat(1000));
     let hostile = [
         "manual/../../../etc/passwd.jpg",

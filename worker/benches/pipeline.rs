@@ -4,7 +4,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use imgfleet_shared::{ImageFormat, Limits, Preset};
-use imgfleet_worker::demo::sample_jpeg;
+use imgfleet_worker::commands::demo::sample_jpeg;
 use imgfleet_worker::pipeline::{self, RenderOptions, colour, decode, encode, orient, sniff};
 use std::hint::black_box;
 

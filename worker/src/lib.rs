@@ -1,40 +1,38 @@
 //! imgfleet worker: turns uploaded images into web-ready renditions, at fleet scale.
 //!
 //! Data flows one way: message → job → fetch → decode → resize → encode → store → publish.
+//! Dependencies run one way too: [`commands`] → [`fleet`] → [`pipeline`] / [`adapters`] / [`ops`]
+//! → `imgfleet_shared`.
 //!
 //! # Layout
-//! - [`pipeline`]: bytes → renditions (sniff, decode, colour, resize, orient, encode). Synchronous,
-//!   no I/O; the only CPU-heavy code.
-//! - [`queue`], [`storage`], [`events`]: narrow traits over SQS, S3 and Redis, each with its real
-//!   implementation; [`local`] has the folder / in-process versions used by `imgfleet demo`.
-//! - [`job`]: one request → fetch → render on the [`pool`]'s threads → store → publish, and its
-//!   [`job::Outcome`].
-//! - [`pool`]: the fixed rendering threads, one per CPU slot.
-//! - [`memory`]: allocator settings for image-sized buffers.
-//! - [`consumer`]: long polling with bounded capacity, visibility heartbeats, acknowledgement by
-//!   outcome, graceful drain. The only module that deletes messages.
-//! - [`keys`]: deterministic rendition keys that cannot escape the output prefix.
-//! - [`metrics`]: every Prometheus metric, and the `/metrics`, `/healthz`, `/readyz` endpoint.
-//! - [`protection`]: ECS task scale-in protection while jobs are in flight.
-//! - [`service`]: configuration → adapters → a running worker. [`demo`], [`process`], [`cli`]: the commands.
+//! - [`commands`]: the command line.
+//!   - [`commands::cli`]: argument parsing and dispatch to the subcommands.
+//!   - [`commands::process`]: `imgfleet process`, the pipeline over local files on all cores.
+//!   - [`commands::demo`]: `imgfleet demo`, the whole flow on the local adapters, nothing installed.
+//!   - [`commands::backfill`]: `imgfleet backfill`, a direct job for every source missing renditions.
+//!   - [`commands::presign`]: `imgfleet presign`, presigned POST policies for uploads.
+//! - [`fleet`]: the worker.
+//!   - [`fleet::service`]: configuration + adapters → a running worker, and its shutdown.
+//!   - [`fleet::consumer`]: long polling, visibility heartbeats, acknowledgement by outcome, drain;
+//!     the only module that deletes messages.
+//!   - [`fleet::job`]: what every job shares, and what its [`fleet::job::Outcome`] means for the message.
+//!   - [`fleet::render`]: a source → fetch → render → store → publish.
+//!   - [`fleet::remove`]: a removed source → its renditions deleted.
+//!   - [`fleet::pool`]: the fixed rendering threads, one per CPU slot.
+//! - [`pipeline`]: bytes → renditions. Synchronous, no I/O; the only CPU-heavy code.
+//! - [`adapters`]: narrow traits over the outside world, each with its real implementation.
+//!   - [`adapters::queue`]: receive, delete, change visibility; SQS.
+//!   - [`adapters::storage`]: size-capped fetch, put, head, delete; S3.
+//!   - [`adapters::events`]: publish an event; a Redis stream and channel.
+//!   - [`adapters::local`]: a folder store, an in-process queue and a JSON-lines sink, for the demo.
+//! - [`ops`]: running in production.
+//!   - [`ops::metrics`]: every Prometheus metric, and the `/metrics`, `/healthz`, `/readyz` endpoint.
+//!   - [`ops::telemetry`]: logging as text or JSON lines.
+//!   - [`ops::memory`]: allocator settings for image-sized buffers.
+//!   - [`ops::protection`]: ECS task scale-in protection while jobs are in flight.
 
-pub mod backfill;
-pub mod cli;
-pub mod consumer;
-pub mod demo;
-pub mod events;
-pub mod job;
-pub mod keys;
-pub mod local;
-pub mod memory;
-pub mod metrics;
+pub mod adapters;
+pub mod commands;
+pub mod fleet;
+pub mod ops;
 pub mod pipeline;
-pub mod pool;
-pub mod presign;
-pub mod process;
-pub mod protection;
-pub mod queue;
-pub mod remove;
-pub mod service;
-pub mod storage;
-pub mod telemetry;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    imgfleet_worker::cli::main()
+    imgfleet_worker::commands::cli::main()
 }

@@ -3,7 +3,7 @@
 //! definitions set is one the worker reads.
 
 use imgfleet_shared::config::ENV_VARS;
-use imgfleet_worker::metrics::Metrics;
+use imgfleet_worker::ops::metrics::Metrics;
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {

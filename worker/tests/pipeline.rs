@@ -6,7 +6,7 @@ use base64::Engine as _;
 use common::*;
 use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Preset};
 use imgfleet_worker::pipeline::pixels::Pixels;
-use imgfleet_worker::pipeline::{self, RenderOptions, Rendered, geometry, render, resize};
+use imgfleet_worker::pipeline::{self, RenderOptions, Rendered, geometry, render, resize, shrink};
 use jpeg_encoder::ColorType;
 
 fn run(bytes: &[u8]) -> Rendered {
@@ -300,7 +300,7 @@ fn limits_are_checked_from_the_header() {
 
 #[test]
 fn name_never_decides_the_format() {
-    use imgfleet_worker::process::{ProcessRequest, Status, process_one};
+    use imgfleet_worker::commands::process::{ProcessRequest, Status, process_one};
     let dir = tempfile::tempdir().unwrap();
     let png_as_jpg = dir.path().join("photo.jpg");
     std::fs::write(&png_as_jpg, png_of(&photo_rgb(64, 64), 64, 64, png::ColorType::Rgb, png::BitDepth::Eight, None))
@@ -346,7 +346,7 @@ fn shrink_before_lanczos_matches_a_direct_resize() {
     // A large source is box-shrunk by a whole factor before Lanczos3; every rendition must stay
     // close to Lanczos3 straight from the full-size RGB image: RGB pixels (PNG, WebP) and the raw
     // planes of a 4:2:0 JPEG, whose chroma renditions also come out at half size.
-    use imgfleet_worker::pipeline::decode::{Raster, decode};
+    use imgfleet_worker::pipeline::{decode::decode, pixels::Raster};
     let (w, h) = (3000u32, 2000u32);
     let rgb = photo_rgb(w, h);
     let full = Pixels::new(w, h, 3, rgb.clone());
@@ -360,9 +360,9 @@ fn shrink_before_lanczos_matches_a_direct_resize() {
     let (_, _, decoded) = decode_jpeg(&jpeg);
     let decoded = Pixels::new(w, h, 3, decoded);
     // The large rendition needs 800/3000 of the source: shrunk by 3 before Lanczos3.
-    let (shrunk, k) = resize::shrink(&full.clone().into(), 800.0 / 3000.0).unwrap();
+    let (shrunk, k) = shrink::shrink(&full.clone().into(), 800.0 / 3000.0).unwrap();
     assert_eq!((k, shrunk.width(), shrunk.height()), (3, 1000, 667));
-    assert!(resize::shrink(&full.clone().into(), 0.51).is_none(), "less than 2x: left alone");
+    assert!(shrink::shrink(&full.clone().into(), 0.51).is_none(), "less than 2x: left alone");
     // A JPEG's renditions stay 4:2:0 planes, as they are encoded: they are compared with the direct
     // resize's 4:2:0 planes (its chroma averaged over 2 x 2 blocks, as a 4:2:0 encoder keeps it).
     for (source, reference, min_db) in [(Raster::from(full.clone()), &full, 38.0), (planes, &decoded, 45.0)] {
@@ -472,7 +472,7 @@ fn wide_gamut_profiles_are_converted_to_srgb() {
 fn srgb_profiles_named_in_utf16_are_left_alone() {
     // GIMP tags its exports "GIMP built-in sRGB" (a v4 `mluc` description, UTF-16BE, ending in
     // "sRGB"): such a JPEG keeps its planes and gets no colour transform.
-    use imgfleet_worker::pipeline::{colour, decode::Raster, decode::decode};
+    use imgfleet_worker::pipeline::{colour, decode::decode, pixels::Raster};
     let mut profile = moxcms::ColorProfile::new_srgb();
     profile.description = Some(moxcms::ProfileText::Localizable(vec![moxcms::LocalizableString::new(
         "en".into(),
@@ -549,7 +549,7 @@ fn a_gray_alpha_png_goes_through_its_gray_profile() {
 
 #[test]
 fn ycbcr_planes_path_matches_a_full_rgb_decode() {
-    use imgfleet_worker::pipeline::decode::{Raster, decode};
+    use imgfleet_worker::pipeline::{decode::decode, pixels::Raster};
     use jpeg_encoder::SamplingFactor;
     let (w, h) = (333u32, 217u32);
     let rgb = photo_rgb(w, h);
@@ -580,7 +580,10 @@ fn shrinking_while_decoding_gives_the_planes_decode_then_shrink_gives() {
     // those of a full decode shrunk afterwards: every sampling, restart intervals, sizes that are not
     // a multiple of the factor or of the 16-row bands, factors 2, 3 and 12 (4 x 3). A progressive one
     // holds all its coefficients until the last scan anyway: it is decoded to full-size RGB.
-    use imgfleet_worker::pipeline::decode::{Raster, decode, decode_shrinking};
+    use imgfleet_worker::pipeline::{
+        decode::{decode, decode_shrinking},
+        pixels::Raster,
+    };
     use jpeg_encoder::SamplingFactor;
     let planes = |r: &Raster| match r {
         Raster::Ycc(p) => (p.y.clone(), p.cb.clone(), p.cr.clone(), p.chroma_scale),
@@ -616,7 +619,7 @@ fn shrinking_while_decoding_gives_the_planes_decode_then_shrink_gives() {
         }
         for keep in [0.5, 0.34, 0.26, 0.07] {
             let label = format!("{sampling:?} progressive={progressive} restart={restart} keep={keep}");
-            let (want, k) = resize::shrink(&full.raster, keep).expect("shrinks");
+            let (want, k) = shrink::shrink(&full.raster, keep).expect("shrinks");
             let got = decode_shrinking(&bytes, ImageFormat::Jpeg, &Default::default(), &|sw, sh, o| {
                 assert_eq!((sw, sh, o), (w, h, 1));
                 keep

@@ -10,8 +10,7 @@
 //! source with a wide-gamut profile is resized in its own space and each small rendition is
 //! converted afterwards ([`Converter`]), which costs a fraction of converting the full image.
 
-use super::decode::{ColourModel, Decoded, Raster};
-use super::pixels::Pixels;
+use super::pixels::{ColourModel, Decoded, Pixels, Raster};
 use moxcms::{ColorProfile, Layout, ToneReprCurve, Transform8BitExecutor, TransformOptions, Xyzd};
 use std::sync::Arc;
 

@@ -2,10 +2,10 @@
 //! (ICC profile, EXIF orientation). Limits are checked from the header before the pixel buffer is
 //! allocated.
 
+use super::exif::exif_orientation;
 use super::geometry::{self, Ratio};
-use super::orient::exif_orientation;
-use super::pixels::Pixels;
-use super::resize::{self, BoxReducer};
+use super::pixels::{ColourModel, Decoded, Pixels, Raster, YccPlanes};
+use super::shrink::BoxReducer;
 use imgfleet_shared::{ImageFormat, Limits};
 use std::io::Cursor;
 use zune_core::bytestream::ZCursor;
@@ -27,95 +27,6 @@ pub enum DecodeError {
     Unsupported { format: ImageFormat, message: String },
 }
 
-/// How the decoded channels are to be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColourModel {
-    Gray,
-    /// Two channels, gray and alpha (a PNG's): made RGBA, through its gray profile, by
-    /// [`super::colour::prepare`].
-    GrayAlpha,
-    Rgb,
-    Rgba,
-    /// Four channels of Adobe-style (inverted) CMYK, to be converted with the embedded profile.
-    Cmyk,
-}
-
-/// A YCbCr JPEG as its component planes (JFIF full range, chroma centred), not upsampled or
-/// converted: resizing the planes and converting only the small results saves most of the
-/// full-size work and holds half the memory of an RGB image.
-#[derive(Debug, Clone)]
-pub struct YccPlanes {
-    pub y: Pixels,
-    pub cb: Pixels,
-    pub cr: Pixels,
-    /// Chroma samples per luma sample, horizontally and vertically (e.g. 0.5, 0.5 for 4:2:0).
-    pub chroma_scale: (Ratio, Ratio),
-}
-
-/// Decoded samples: interleaved pixels, or the planes of a YCbCr JPEG.
-#[derive(Debug, Clone)]
-pub enum Raster {
-    Pixels(Pixels),
-    Ycc(YccPlanes),
-}
-
-impl Raster {
-    pub fn width(&self) -> u32 {
-        match self {
-            Self::Pixels(p) => p.width,
-            Self::Ycc(y) => y.y.width,
-        }
-    }
-
-    pub fn height(&self) -> u32 {
-        match self {
-            Self::Pixels(p) => p.height,
-            Self::Ycc(y) => y.y.height,
-        }
-    }
-
-    /// The image as interleaved pixels: YCbCr planes become RGB, chroma repeated to luma's size.
-    pub fn into_pixels(self) -> Pixels {
-        match self {
-            Self::Pixels(p) => p,
-            Self::Ycc(planes) => resize::ycc_to_rgb(&planes.y, &planes.cb, &planes.cr),
-        }
-    }
-}
-
-impl YccPlanes {
-    /// True when the planes are one channel each and both chroma planes are exactly half of
-    /// luma's size (rounded up), as the 4:2:0 encoders take them: what a YCbCr rendition is made
-    /// as ([`resize::resize_raster`]).
-    pub fn is_420(&self) -> bool {
-        let half = (self.y.width.div_ceil(2), self.y.height.div_ceil(2));
-        [&self.y, &self.cb, &self.cr].iter().all(|p| p.channels == 1)
-            && (self.cb.width, self.cb.height) == half
-            && (self.cr.width, self.cr.height) == half
-    }
-}
-
-impl From<Pixels> for Raster {
-    fn from(p: Pixels) -> Self {
-        Self::Pixels(p)
-    }
-}
-
-/// A decoded image in its stored orientation and colour space.
-#[derive(Debug)]
-pub struct Decoded {
-    pub raster: Raster,
-    /// The stored image's size; the raster's own unless it was shrunk while decoding.
-    pub width: u32,
-    pub height: u32,
-    /// The whole factor the raster was box-shrunk by while decoding ([`decode_shrinking`]); 1 if not.
-    pub shrunk_by: u32,
-    pub model: ColourModel,
-    pub icc: Option<Vec<u8>>,
-    /// EXIF orientation 1–8 (1 when absent or invalid).
-    pub orientation: u8,
-}
-
 /// Width and height from the header only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -129,7 +40,7 @@ pub fn decode(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Deco
 }
 
 /// Like [`decode`], but a YCbCr JPEG is box-shrunk band by band as it is decoded, by the factors
-/// [`resize::shrink`] would use to keep `keep(width, height, orientation)` of its size: the same
+/// [`shrink::shrink`](super::shrink::shrink) would use to keep `keep(width, height, orientation)` of its size: the same
 /// pixels, without ever holding the full-size planes. Other images are decoded at full size.
 pub fn decode_shrinking(
     bytes: &[u8],
@@ -250,7 +161,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64
 }
 
 /// Decodes a 3-component YCbCr JPEG whose luma is at full resolution into its raw planes, box-shrunk
-/// as [`resize::shrink`] would for `keep`, and the factor luma was shrunk by; `None` for layouts
+/// as [`shrink::shrink`](super::shrink::shrink) would for `keep`, and the factor luma was shrunk by; `None` for layouts
 /// this does not cover (the caller then decodes to RGB).
 fn ycc_planes(
     decoder: &mut JpegDecoder<ZCursor<&[u8]>>,

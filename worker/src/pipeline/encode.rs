@@ -6,10 +6,8 @@
 //! the `webp` crate bundles; alpha is kept. A rendition made from a JPEG's YCbCr planes (luma plus half-size chroma)
 //! goes into both encoders as planes, so neither converts it from RGB nor averages its chroma again.
 
-use super::decode::{Raster, YccPlanes};
-use super::libjpeg;
-use super::pixels::Pixels;
-use super::resize::ycc_to_rgb;
+use super::pixels::{Pixels, Raster, ycc_to_rgb};
+use super::{libjpeg, libwebp};
 use imgfleet_shared::{ImageFormat, OutputSpec};
 
 /// Why encoding a rendition failed.
@@ -31,7 +29,9 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
         Raster::Ycc(planes) if planes.is_420() => {
             return match spec.format {
                 ImageFormat::Jpeg => libjpeg::encode_planes(planes, spec.quality).map_err(EncodeError::Jpeg),
-                ImageFormat::Webp => webp_lossy(WebpInput::Planes(planes), &webp_config(spec)?),
+                ImageFormat::Webp => {
+                    libwebp::encode(libwebp::Input::Planes(planes), &webp_config(spec)?).map_err(EncodeError::Webp)
+                }
                 ImageFormat::Png => Err(EncodeError::Unsupported(spec.format)),
             };
         }
@@ -62,117 +62,21 @@ fn webp_config(spec: &OutputSpec) -> Result<webp::WebPConfig, EncodeError> {
 fn encode_webp(pixels: &Pixels, config: &webp::WebPConfig) -> Result<Vec<u8>, EncodeError> {
     if pixels.channels == 4 && pixels.is_opaque() {
         let rgb = Pixels::new(pixels.width, pixels.height, 3, pixels.flatten([0, 0, 0]).into_owned());
-        return webp_lossy(WebpInput::Pixels(&rgb), config);
+        return libwebp::encode(libwebp::Input::Pixels(&rgb), config).map_err(EncodeError::Webp);
     }
-    webp_lossy(WebpInput::Pixels(pixels), config)
-}
-
-/// What libwebp is given: RGB(A) pixels, which it converts to YUV 4:2:0 itself, or 4:2:0 planes.
-enum WebpInput<'a> {
-    Pixels(&'a Pixels),
-    Planes(&'a YccPlanes),
-}
-
-/// JFIF's full-range samples on the limited range of WebP's (BT.601) YUV: luma 16–235, chroma
-/// 16–240 around 128, rounded. The matrices are otherwise the same.
-const LIMITED_LUMA: [u8; 256] = limited_range(219);
-const LIMITED_CHROMA: [u8; 256] = limited_range(224);
-
-const fn limited_range(span: i32) -> [u8; 256] {
-    let (offset, centre) = if span == 219 { (16, 0) } else { (128, 128) };
-    let mut lut = [0u8; 256];
-    let mut v = 0;
-    while v < 256 {
-        let n = span * (v as i32 - centre);
-        let scaled = if n >= 0 { (n + 127) / 255 } else { -((-n + 127) / 255) };
-        lut[v] = (offset + scaled) as u8;
-        v += 1;
-    }
-    lut
-}
-
-/// Encodes with libwebp (the one the `webp` crate bundles) into a YUV picture: RGB(A) pixels are
-/// imported straight to YUV (the `webp` crate's encoder first copies every pixel into an ARGB
-/// picture and converts that, for the same output); 4:2:0 planes are copied in, mapped to WebP's
-/// range.
-#[allow(unsafe_code)]
-fn webp_lossy(input: WebpInput<'_>, config: &webp::WebPConfig) -> Result<Vec<u8>, EncodeError> {
-    use libwebp_sys as sys;
-    let (width, height, channels) = match input {
-        WebpInput::Pixels(p) => (p.width, p.height, usize::from(p.channels)),
-        WebpInput::Planes(p) => (p.y.width, p.y.height, 1),
-    };
-    let too_large = || EncodeError::Webp(format!("{width}x{height} is too large"));
-    let stride = i32::try_from(width as usize * channels).map_err(|_| too_large())?;
-    let (w, h) = (width as usize, height as usize);
-    match input {
-        WebpInput::Pixels(p) if !matches!(channels, 3 | 4) || p.data.len() < w * h * channels => {
-            return Err(EncodeError::Webp(format!("{channels}-channel {width}x{height} pixels")));
-        }
-        WebpInput::Planes(p) if !p.is_420() => {
-            return Err(EncodeError::Webp(format!("planes {:?} {:?} {:?}", p.y, p.cb, p.cr)));
-        }
-        _ => {}
-    }
-    let mut picture = sys::WebPPicture::new().map_err(|()| EncodeError::Webp("libwebp picture".into()))?;
-    picture.use_argb = 0;
-    picture.colorspace = sys::WebPEncCSP::WEBP_YUV420;
-    picture.width = i32::try_from(width).map_err(|_| too_large())?;
-    picture.height = i32::try_from(height).map_err(|_| too_large())?;
-    let mut writer = std::mem::MaybeUninit::<sys::WebPMemoryWriter>::uninit();
-    // SAFETY: `picture` was initialised by libwebp and owns nothing yet. The RGB(A) import reads
-    // `height` rows of `stride` bytes from `p.data`, whose length is checked above, and allocates
-    // the YUV(A) planes. For planes, `WebPPictureAlloc` allocates a `width` x `height` luma plane
-    // (rows `y_stride` apart) and two `ceil(width / 2)` x `ceil(height / 2)` chroma planes (rows
-    // `uv_stride` apart); the copies write at most `plane.height` rows of `plane.width` bytes into
-    // each, and `is_420` (checked above) makes those the sizes libwebp allocated.
-    // `WebPPictureFree` releases what libwebp allocated. The writer is initialised before libwebp
-    // writes into it through `custom_ptr`, which points at it for the whole `WebPEncode` call; its
-    // buffer is copied out before `WebPMemoryWriterClear` frees it. Nothing escapes this block.
-    unsafe {
-        sys::WebPMemoryWriterInit(writer.as_mut_ptr());
-        let imported = match input {
-            WebpInput::Pixels(p) if channels == 4 => sys::WebPPictureImportRGBA(&mut picture, p.data.as_ptr(), stride),
-            WebpInput::Pixels(p) => sys::WebPPictureImportRGB(&mut picture, p.data.as_ptr(), stride),
-            WebpInput::Planes(p) => {
-                let allocated = sys::WebPPictureAlloc(&mut picture);
-                if allocated != 0 {
-                    let (ys, uvs) = (picture.y_stride as usize, picture.uv_stride as usize);
-                    let copy = |plane: &Pixels, dst: *mut u8, dst_stride: usize, lut: &[u8; 256]| {
-                        let pw = plane.width as usize;
-                        for (r, src) in plane.data.chunks_exact(pw).take(plane.height as usize).enumerate() {
-                            let row = std::slice::from_raw_parts_mut(dst.add(r * dst_stride), pw);
-                            for (d, &s) in row.iter_mut().zip(src) {
-                                *d = lut[usize::from(s)];
-                            }
-                        }
-                    };
-                    copy(&p.y, picture.y, ys, &LIMITED_LUMA);
-                    copy(&p.cb, picture.u, uvs, &LIMITED_CHROMA);
-                    copy(&p.cr, picture.v, uvs, &LIMITED_CHROMA);
-                }
-                allocated
-            }
-        };
-        picture.writer = Some(sys::WebPMemoryWrite);
-        picture.custom_ptr = writer.as_mut_ptr().cast();
-        let encoded = imported != 0 && sys::WebPEncode(config, &mut picture) != 0;
-        let writer = writer.assume_init_mut();
-        let out = if encoded {
-            Ok(std::slice::from_raw_parts(writer.mem, writer.size).to_vec())
-        } else {
-            Err(EncodeError::Webp(format!("libwebp: {:?}", picture.error_code)))
-        };
-        sys::WebPPictureFree(&mut picture);
-        sys::WebPMemoryWriterClear(writer);
-        out
-    }
+    libwebp::encode(libwebp::Input::Pixels(pixels), config).map_err(EncodeError::Webp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pipeline::geometry::Ratio;
+    use crate::pipeline::libwebp::{Input as WebpInput, LIMITED_CHROMA, LIMITED_LUMA};
+    use crate::pipeline::pixels::YccPlanes;
+
+    fn webp_lossy(input: WebpInput<'_>, config: &webp::WebPConfig) -> Result<Vec<u8>, EncodeError> {
+        libwebp::encode(input, config).map_err(EncodeError::Webp)
+    }
 
     fn gradient(w: u32, h: u32) -> Pixels {
         let data = (0..h)

@@ -12,7 +12,7 @@
 //! exactly in `f64`, which is what the resizer checks. The tests below check it for every source
 //! size up to 2,000 a side and a sample up to the limits.
 
-use super::orient;
+use super::exif;
 use imgfleet_shared::{Fit, Preset};
 
 /// Fixed-point steps per pixel of a crop box. Edges of images up to [`MAX_SIDE`] pixels stay
@@ -205,7 +205,7 @@ pub fn plan(src_w: u32, src_h: u32, box_w: u32, box_h: u32, fit: Fit) -> Plan {
 
 /// Plans a box against the stored `src_w` x `src_h` image: for orientations 5–8 the box is transposed.
 pub fn transposed_plan(src_w: u32, src_h: u32, w: u32, h: u32, fit: Fit, orientation: u8) -> Plan {
-    let (bw, bh) = if orient::transposes(orientation) { (h, w) } else { (w, h) };
+    let (bw, bh) = if exif::transposes(orientation) { (h, w) } else { (w, h) };
     plan(src_w, src_h, bw, bh, fit)
 }
 
@@ -361,7 +361,7 @@ mod tests {
         let (w, h) = src;
         let plans = plans(w, h, p, orientation);
         for (&(bw, bh, fit), plan) in boxes.iter().zip(&plans) {
-            let (bw, bh) = if orient::transposes(orientation) { (bh, bw) } else { (bw, bh) };
+            let (bw, bh) = if exif::transposes(orientation) { (bh, bw) } else { (bw, bh) };
             check_plan((w, h), (bw, bh), fit, plan).map_err(|e| format!("{w}x{h} box {bw}x{bh} {fit:?}: {e}"))?;
         }
         // The box shrink: its factors, and the extents of the base it makes.

@@ -18,8 +18,7 @@
 
 #![allow(unsafe_code)]
 
-use super::decode::YccPlanes;
-use super::pixels::Pixels;
+use super::pixels::{Pixels, YccPlanes};
 use mozjpeg_sys as ffi;
 use std::ffi::{c_int, c_long, c_void};
 use std::mem::size_of;

@@ -11,22 +11,28 @@
 //! the shrink factor, which image each rendition is cut from) is a pure function of the sizes, the
 //! orientation and the preset, exact by construction: [`geometry`].
 
+// The stages, in the order an image meets them; none imports another.
 pub mod colour;
 pub mod decode;
 pub mod encode;
-pub mod geometry;
-mod libjpeg;
 pub mod orient;
-pub mod pixels;
 pub mod resize;
 pub mod sniff;
 
-use decode::{DecodeError, Raster};
+// What the stages stand on.
+pub mod exif;
+pub mod geometry;
+mod libjpeg;
+mod libwebp;
+pub mod pixels;
+pub mod shrink;
+
+use decode::DecodeError;
 use encode::EncodeError;
 use geometry::{Ratio, Source};
 use imgfleet_shared::outcome::{RenditionInfo, SourceInfo, StageTimings};
 use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Limits, Preset, RenderResult};
-use pixels::Pixels;
+use pixels::{Pixels, Raster};
 use resize::ResizeError;
 use sniff::SniffError;
 use std::time::Instant;
@@ -213,7 +219,7 @@ pub fn resize_all_shrunk(
 ) -> Result<Made, ResizeError> {
     let (src_w, src_h) = size;
     let plans = geometry::plans(src_w, src_h, preset, orientation);
-    let shrunk = (shrunk_by == 1).then(|| resize::shrink(source, geometry::keep_for(&plans))).flatten();
+    let shrunk = (shrunk_by == 1).then(|| shrink::shrink(source, geometry::keep_for(&plans))).flatten();
     let (base, k) = match &shrunk {
         Some((s, k)) => (s, *k),
         None => (source, shrunk_by),

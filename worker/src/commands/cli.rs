@@ -1,8 +1,10 @@
 //! The `imgfleet` command line: `process`, `run`, `demo`, `backfill`, `presign` and `healthcheck`.
 
+use crate::commands::process::{self, ProcessRequest, Status};
+use crate::commands::{backfill, demo, presign};
+use crate::fleet::service;
+use crate::ops::telemetry;
 use crate::pipeline::RenderOptions;
-use crate::process::{self, ProcessRequest, Status};
-use crate::{backfill, demo, presign, service, telemetry};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use imgfleet_shared::PresetCatalog;
@@ -271,7 +273,7 @@ fn process_command(
     jobs: Option<usize>,
     inputs: Vec<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    crate::memory::keep_freed_memory();
+    crate::ops::memory::keep_freed_memory();
     let catalog = load_catalog(preset.as_ref())?;
     let inputs = process::collect_inputs(&inputs).context("cannot list inputs")?;
     if jobs == Some(0) {
@@ -314,9 +316,9 @@ fn process_command(
 }
 
 /// The async runtime of the commands that run the fleet worker. Its renders go to a fixed pool
-/// of threads ([`crate::pool::RenderPool`]), which keep freed image buffers for the next image.
+/// of threads ([`crate::fleet::pool::RenderPool`]), which keep freed image buffers for the next image.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    crate::memory::keep_freed_memory_below(crate::memory::WORKER_MMAP_THRESHOLD);
+    crate::ops::memory::keep_freed_memory_below(crate::ops::memory::WORKER_MMAP_THRESHOLD);
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("imgfleet").build()?)
 }
 
@@ -325,10 +327,8 @@ fn run_command() -> anyhow::Result<ExitCode> {
     telemetry::init(config.log_format);
     runtime()?.block_on(async {
         let sdk = service::aws_config().await;
-        let worker = service::start(&config, &sdk).await?;
-        service::shutdown_signal().await;
-        worker.shutdown();
-        worker.wait().await;
+        let adapters = service::Adapters::connect(&config, &sdk).await?;
+        service::run(&config, adapters, service::shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

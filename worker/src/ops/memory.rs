@@ -8,7 +8,7 @@
 //! image (docs/reliability.md).
 //!
 //! Every command now renders on a fixed number of threads, one image each (`imgfleet process`'s
-//! jobs, the worker's [`crate::pool::RenderPool`]), so the arenas are bounded: they keep freed
+//! jobs, the worker's [`crate::fleet::pool::RenderPool`]), so the arenas are bounded: they keep freed
 //! memory for the next image ([`keep_freed_memory`]), and a thread that rendered an unusually
 //! large image hands its free memory back ([`trim`]). Measured in docs/performance.md and
 //! docs/reliability.md.

@@ -24,16 +24,14 @@
 //!
 //! The exit comes within the grace period plus one release round trip: docs/operations.md.
 
-use crate::events::EventSink;
-use crate::job::{JobContext, Outcome, now_ms};
-use crate::keys;
-use crate::metrics::{Health, Metrics};
-use crate::queue::{MAX_BATCH, Queue, QueueError, ReceivedMessage};
-use crate::storage::ObjectStore;
-use imgfleet_shared::ErrorKind;
+use crate::adapters::events::EventSink;
+use crate::adapters::queue::{MAX_BATCH, Queue, QueueError, ReceivedMessage};
+use crate::adapters::storage::ObjectStore;
+use crate::fleet::job::{JobContext, Outcome};
+use crate::ops::metrics::{Health, Metrics};
 use imgfleet_shared::envelope::{self, Action, Message};
-use imgfleet_shared::event::{Event, EventSource, EventType};
-use imgfleet_shared::outcome::ErrorInfo;
+use imgfleet_shared::event::now_ms;
+use imgfleet_shared::keys;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -92,8 +90,6 @@ pub struct Consumer<Q, S, E> {
     settings: ConsumerSettings,
     metrics: Metrics,
     health: Health,
-    /// Fires when shutdown begins: jobs not yet decoding give their message back.
-    stopping: CancellationToken,
 }
 
 impl<Q, S, E> std::fmt::Debug for Consumer<Q, S, E> {
@@ -103,19 +99,14 @@ impl<Q, S, E> std::fmt::Debug for Consumer<Q, S, E> {
 }
 
 impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
-    /// `stopping` must be the token the job context watches; cancelling `shutdown` starts the drain.
-    pub fn new(
-        queue: Q,
-        jobs: Arc<JobContext<S, E>>,
-        settings: ConsumerSettings,
-        health: Health,
-        stopping: CancellationToken,
-    ) -> Self {
+    /// A consumer of `queue` running its jobs in `jobs`.
+    pub fn new(queue: Q, jobs: Arc<JobContext<S, E>>, settings: ConsumerSettings, health: Health) -> Self {
         let metrics = jobs.metrics.clone();
-        Self { queue: Arc::new(queue), jobs, settings, metrics, health, stopping }
+        Self { queue: Arc::new(queue), jobs, settings, metrics, health }
     }
 
-    /// Runs until `shutdown` is cancelled, then drains within the grace period.
+    /// Runs until `shutdown` is cancelled, then drains within the grace period: from then on the
+    /// jobs' `stopping` token is cancelled, so a job not yet decoding gives its message back.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(this.settings.concurrency + this.settings.prefetch));
@@ -181,7 +172,7 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
 
         tracing::info!(grace_ms = this.settings.grace.as_millis() as u64, "draining");
         this.health.set_draining(&this.metrics);
-        this.stopping.cancel();
+        this.jobs.stopping.cancel();
         tracker.close();
         if tokio::time::timeout(this.settings.grace, tracker.wait()).await.is_err() {
             tracing::warn!("grace period over: releasing unfinished messages");
@@ -333,7 +324,7 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
                 Outcome::Internal(event) => {
                     self.metrics.internal_errors.inc();
                     tracing::error!(job_id = %event.job_id, "internal error: the message is kept for the dead-letter queue");
-                    ack = if self.stopping.is_cancelled() { Ack::ReleaseNow } else { Ack::Retry };
+                    ack = self.keep();
                     break;
                 }
                 Outcome::Deleted(event) => {
@@ -341,7 +332,12 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
                 }
                 Outcome::Retry { kind, message: why } => {
                     tracing::warn!(%kind, error = %why, "will retry");
-                    ack = if self.stopping.is_cancelled() { Ack::ReleaseNow } else { Ack::Retry };
+                    ack = self.keep();
+                    break;
+                }
+                Outcome::Released => {
+                    tracing::info!("shutting down before decoding started: released");
+                    ack = Ack::ReleaseNow;
                     break;
                 }
             }
@@ -354,22 +350,15 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
     async fn poison(&self, message: &ReceivedMessage, error: &envelope::ParseError) -> Ack {
         self.metrics.messages_poison.inc();
         tracing::warn!(error = %error, "poison message: left for the dead-letter queue");
-        if message.receive_count <= 1 {
-            let mut event = Event::new(
-                EventType::Failed,
-                format!("message-{}", message.id),
-                EventSource::default(),
-                self.jobs.worker_id.clone(),
-                now_ms(),
-            );
-            event.attempt = message.receive_count;
-            event.error = Some(ErrorInfo { kind: ErrorKind::InvalidMessage, message: error.to_string() });
-            if self.jobs.events.publish(&event).await.is_err() {
-                self.metrics.redis_errors.with_label_values(&["publish"]).inc();
-            }
-        }
+        self.jobs.reject_message(&message.id, message.receive_count, error).await;
         self.count("failed", Instant::now());
         Ack::Retry
+    }
+
+    /// How a message whose job must run again is kept: after the retry backoff, or, once the
+    /// drain has begun, at once (another worker takes it rather than waiting out the backoff).
+    fn keep(&self) -> Ack {
+        if self.jobs.stopping.is_cancelled() { Ack::ReleaseNow } else { Ack::Retry }
     }
 
     fn count(&self, outcome: &str, started: Instant) {
@@ -457,10 +446,12 @@ impl Deleter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{OutputSettings, Renderer};
-    use crate::local::{DirStore, JsonlSink, LocalQueue};
+    use crate::adapters::local::{DirStore, JsonlSink, LocalQueue};
+    use crate::fleet::job::{OutputSettings, Renderer};
     use crate::pipeline::{RenderError, RenderOptions, Rendered};
+    use imgfleet_shared::ErrorKind;
     use imgfleet_shared::envelope::{ObjectRef, s3_put_notification};
+    use imgfleet_shared::event::{Event, EventType};
     use imgfleet_shared::{Preset, PresetCatalog};
 
     const BUCKET: &str = "uploads";
@@ -497,7 +488,7 @@ mod tests {
             },
             worker_id: "test".into(),
             cpu: Arc::new(Semaphore::new(1)),
-            pool: crate::pool::RenderPool::new(1),
+            pool: crate::fleet::pool::RenderPool::new(1),
             metrics: Metrics::new(),
             stopping: CancellationToken::new(),
             renderer,
@@ -526,7 +517,7 @@ mod tests {
     }
 
     fn consumer<Q: Queue>(queue: Q, jobs: &Arc<JobContext<DirStore, JsonlSink>>) -> Consumer<Q, DirStore, JsonlSink> {
-        Consumer::new(queue, Arc::clone(jobs), settings(), Health::default(), jobs.stopping.clone())
+        Consumer::new(queue, Arc::clone(jobs), settings(), Health::default())
     }
 
     /// Waits (up to 10 s) until `done` holds.

@@ -2,8 +2,8 @@
 //! pipeline as `imgfleet run`, on local adapters: uploads land in a folder, an in-process queue
 //! receives the same S3 notification JSON the bucket would send, and events go to a JSON-lines file.
 
-use crate::local::{DirStore, JsonlSink, LocalQueue};
-use crate::service::{self, StartError};
+use crate::adapters::local::{DirStore, JsonlSink, LocalQueue};
+use crate::fleet::service::{self, Adapters, StartError, Worker};
 use imgfleet_shared::config::Config;
 use imgfleet_shared::envelope::{ObjectRef, s3_put_notification};
 use jpeg_encoder::{ColorType, Encoder};
@@ -136,7 +136,8 @@ pub async fn run(request: &DemoRequest) -> Result<DemoReport, DemoError> {
     let mut settings = service::consumer_settings(&config, Duration::from_secs(1));
     settings.wait = Duration::from_millis(200);
     let started = Instant::now();
-    let worker = service::start_with(&config, settings, Arc::clone(&queue), store.clone(), events).await?;
+    let adapters = Adapters { queue: Arc::clone(&queue), store: store.clone(), events };
+    let worker = Worker::new(&config, adapters).settings(settings).start().await?;
     let limit = Duration::from_secs(600);
     while !queue.is_idle() {
         if started.elapsed() > limit {
@@ -167,7 +168,7 @@ pub async fn run(request: &DemoRequest) -> Result<DemoReport, DemoError> {
 }
 
 fn user_images(paths: &[PathBuf]) -> std::io::Result<Vec<(String, Vec<u8>)>> {
-    let files = crate::process::collect_inputs(paths)?;
+    let files = crate::commands::process::collect_inputs(paths)?;
     files
         .iter()
         .map(|p| {

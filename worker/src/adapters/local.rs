@@ -2,11 +2,12 @@
 //! receive counts, long polling), a folder-backed object store and a JSON-lines event file.
 //! Explicit only: `imgfleet run` never falls back to these.
 
-use crate::events::{EventSink, PublishError};
-use crate::keys::clean_source_key;
-use crate::queue::{Queue, QueueError, ReceivedMessage};
-use crate::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, StoreError};
+use crate::adapters::events::{EventSink, PublishError};
+use crate::adapters::queue::{Queue, QueueError, ReceivedMessage};
+use crate::adapters::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, StoreError};
 use imgfleet_shared::event::Event;
+use imgfleet_shared::event::now_ms;
+use imgfleet_shared::keys::clean_source_key;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
@@ -47,7 +48,7 @@ impl LocalQueue {
         let mut s = self.state.lock().expect("queue lock");
         s.next += 1;
         let id = format!("local-{}", s.next);
-        s.ready.push_back(Stored { id, body, receive_count: 0, sent_at_ms: crate::job::now_ms() });
+        s.ready.push_back(Stored { id, body, receive_count: 0, sent_at_ms: now_ms() });
         drop(s);
         self.notify.notify_waiters();
     }
@@ -186,6 +187,7 @@ impl ObjectStore for DirStore {
             bucket: bucket.into(),
             key: key.into(),
             message: e.to_string(),
+            transient: true,
         };
         let size = match tokio::fs::metadata(&path).await {
             Ok(m) => m.len(),
@@ -208,6 +210,7 @@ impl ObjectStore for DirStore {
             bucket: bucket.into(),
             key: key.into(),
             message: e.to_string(),
+            transient: true,
         };
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(failed)?;
@@ -224,6 +227,7 @@ impl ObjectStore for DirStore {
                 bucket: bucket.into(),
                 key: key.into(),
                 message: e.to_string(),
+                transient: true,
             }),
         }
     }
@@ -241,6 +245,7 @@ impl ObjectStore for DirStore {
                 bucket: bucket.into(),
                 key: key.into(),
                 message: e.to_string(),
+                transient: true,
             }),
         }
     }

@@ -7,12 +7,12 @@
 //! each one that renders grows an allocator arena that keeps its peak, so the worker used to map
 //! every image buffer afresh instead (and fault it in page by page: about 6 % of its CPU). A fixed
 //! set of threads bounds the arenas, so the worker keeps freed memory for the next image as
-//! `imgfleet process` does ([`crate::memory::keep_freed_memory`]); after an unusually large image a
-//! thread hands what it freed back to the system ([`crate::memory::trim`]), so one 40 MP photo
+//! `imgfleet process` does ([`crate::ops::memory::keep_freed_memory`]); after an unusually large image a
+//! thread hands what it freed back to the system ([`crate::ops::memory::trim`]), so one 40 MP photo
 //! does not pin its buffers for the rest of the task's life. Measured in docs/performance.md and
 //! docs/reliability.md.
 
-use crate::job::Renderer;
+use crate::fleet::job::Renderer;
 use crate::pipeline::{RenderError, RenderOptions, Rendered};
 use imgfleet_shared::Preset;
 use std::sync::{Arc, Mutex};
@@ -100,7 +100,7 @@ fn serve(rx: &Mutex<mpsc::Receiver<Task>>) {
             Err(_) => drop(reply),
         }
         if large {
-            crate::memory::trim();
+            crate::ops::memory::trim();
         }
     }
 }

@@ -15,13 +15,11 @@
 //!
 //! Idempotent: a second delivery finds nothing left and publishes an event with no `deleted`.
 
-use crate::events::EventSink;
-use crate::job::{JobContext, META_SOURCE_SEQUENCER, Outcome, job_id, now_ms};
-use crate::keys;
-use crate::storage::{Deleted, ObjectStore, StoreError};
-use imgfleet_shared::ErrorKind;
+use crate::adapters::events::EventSink;
+use crate::adapters::storage::{Deleted, ObjectStore, StoreError};
+use crate::fleet::job::{JobContext, JobFailure, META_SOURCE_SEQUENCER, Outcome, job_id};
 use imgfleet_shared::envelope::{Origin, Request, compare_sequencers};
-use imgfleet_shared::event::{Event, EventSource, EventType, StoredObject};
+use imgfleet_shared::event::{Event, EventSource, EventType, StoredObject, now_ms};
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
@@ -54,7 +52,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
             }
             Err(e) => {
                 self.count_s3_error(&e);
-                Outcome::Retry { kind: ErrorKind::Storage, message: e.to_string() }
+                self.settle(event, JobFailure::from(e), attempt).await
             }
         }
     }
@@ -69,7 +67,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         let prefix = request.options.output_prefix.as_deref().unwrap_or(&self.output.prefix);
         let mut candidates = BTreeSet::new();
         for preset in &self.catalog.presets {
-            match keys::preset_keys(&self.output.key_template, prefix, &object.key, preset) {
+            match self.output.key_template.preset_keys(prefix, &object.key, preset) {
                 Ok(k) => candidates.extend(k),
                 Err(e) => tracing::warn!(error = %e, "no rendition keys for this source"),
             }

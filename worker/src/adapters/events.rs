@@ -1,6 +1,6 @@
 //! Events: publish a completion or failure [`Event`]. The Redis implementation appends to a stream
 //! (consumer groups never miss one) and publishes on a channel of the same name (live listeners),
-//! in one MULTI/EXEC. The JSON-lines file sink of `imgfleet demo` lives in [`crate::local`].
+//! in one MULTI/EXEC. The JSON-lines file sink of `imgfleet demo` lives in [`crate::adapters::local`].
 
 use imgfleet_shared::event::Event;
 use redis::aio::ConnectionManager;

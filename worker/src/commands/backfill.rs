@@ -12,13 +12,13 @@
 //! resume point: everything up to it has been enqueued or found up to date. `start_after` takes it
 //! back. Sends are paced to `rate` messages a second so a backfill never starves live uploads.
 
-use crate::job::{META_PRESET_FINGERPRINT, META_SOURCE_ETAG};
-use crate::keys;
-use crate::storage::{Head, ObjectStore, S3Store};
+use crate::adapters::storage::{Head, ObjectStore, S3Store};
+use crate::fleet::job::{META_PRESET_FINGERPRINT, META_SOURCE_ETAG};
 use anyhow::{Context as _, anyhow};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures_util::StreamExt as _;
 use imgfleet_shared::Preset;
+use imgfleet_shared::keys::{self, KeyTemplate};
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -50,7 +50,7 @@ pub struct BackfillRequest {
     /// Where renditions are: `None` means the source bucket.
     pub output_bucket: Option<String>,
     pub output_prefix: String,
-    pub key_template: String,
+    pub key_template: KeyTemplate,
     pub max_source_bytes: u64,
     /// Objects per listing page (S3 allows up to 1000).
     pub page_size: i32,
@@ -244,7 +244,7 @@ async fn check(
     o: &Listed,
 ) -> anyhow::Result<Option<Need>> {
     let bucket = request.output_bucket.as_deref().unwrap_or(&request.bucket);
-    let Ok(keys) = keys::preset_keys(&request.key_template, &request.output_prefix, &o.key, &request.preset) else {
+    let Ok(keys) = request.key_template.preset_keys(&request.output_prefix, &o.key, &request.preset) else {
         return Ok(None);
     };
     let heads = futures_util::future::join_all(keys.iter().map(|k| store.head(bucket, k))).await;

@@ -79,24 +79,16 @@
 //! object's renditions (`"action":"render"` is the default; anything else is
 //! [`ParseError::UnknownAction`]).
 
-use std::borrow::Cow;
+mod direct;
+mod eventbridge;
+mod s3;
+mod sns;
+mod wire;
 
-use percent_encoding::percent_decode_str;
-use serde::Deserialize;
+pub use s3::{compare_sequencers, decode_s3_key, encode_s3_key, s3_notification, s3_put_notification};
+
 use serde_json::{Map, Value};
 
-/// The `Event` of the message S3 sends when a notification is configured.
-const S3_TEST_EVENT: &str = "s3:TestEvent";
-/// The EventBridge `source` of S3 events.
-const EVENTBRIDGE_S3_SOURCE: &str = "aws.s3";
-/// The SNS `Type` that carries a message.
-const SNS_NOTIFICATION: &str = "Notification";
-/// The one direct job version this module reads.
-const DIRECT_JOB_VERSION: u64 = 1;
-/// The `event_name` given to direct jobs.
-const DIRECT_JOB_EVENT_NAME: &str = "Job";
-/// The `event_name` given to direct delete jobs.
-const DIRECT_DELETE_EVENT_NAME: &str = "Delete";
 /// How many characters of an input string an error message quotes.
 const PREVIEW_CHARS: usize = 80;
 /// How many characters of a JSON parser's message an error keeps.
@@ -147,26 +139,6 @@ pub enum Action {
     Removed,
     /// Anything else: restores, tagging, ACLs, lifecycle events, ….
     Other,
-}
-
-impl Action {
-    /// Reads an S3 notification `eventName` (without its `s3:` prefix).
-    fn from_s3_event_name(event_name: &str) -> Self {
-        match event_name.split(':').next() {
-            Some("ObjectCreated") => Self::Created,
-            Some("ObjectRemoved") => Self::Removed,
-            _ => Self::Other,
-        }
-    }
-
-    /// Reads an EventBridge `detail-type`.
-    fn from_eventbridge_detail_type(detail_type: &str) -> Self {
-        match detail_type {
-            "Object Created" => Self::Created,
-            "Object Deleted" => Self::Removed,
-            _ => Self::Other,
-        }
-    }
 }
 
 /// Which shape a request arrived in.
@@ -290,37 +262,6 @@ pub fn parse_message(body: &str) -> Result<Message, ParseError> {
     parse_value(&value, Layer::Body)
 }
 
-/// Decodes an S3 event notification key: `+` becomes a space, then `%XX`
-/// escapes become bytes, which must form UTF-8.
-///
-/// `incoming%2Fmy+photo+%C3%A9%2B%C3%BC%26x.jpg` → `incoming/my photo é+ü&x.jpg`.
-///
-/// # Errors
-///
-/// [`ParseError::BadKeyEncoding`] if a `%` is not followed by two hex digits,
-/// or the decoded bytes are not UTF-8.
-pub fn decode_s3_key(encoded: &str) -> Result<String, ParseError> {
-    let bad = |reason| ParseError::BadKeyEncoding { key: encoded.to_owned(), reason };
-    if !has_only_complete_escapes(encoded) {
-        return Err(bad("a `%` is not followed by two hex digits"));
-    }
-    let spaced = encoded.replace('+', " ");
-    percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(Cow::into_owned)
-        .map_err(|_| bad("the decoded bytes are not valid UTF-8"))
-}
-
-/// Whether every `%` in `text` starts a `%XX` escape.
-fn has_only_complete_escapes(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|&(_, &byte)| byte == b'%')
-        .all(|(at, _)| bytes.get(at + 1..at + 3).is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit)))
-}
-
 // ---------------------------------------------------------------------------
 // Telling shapes apart
 
@@ -394,11 +335,11 @@ fn parse_json(text: &str) -> Result<Value, ParseError> {
 fn parse_value(value: &Value, layer: Layer) -> Result<Message, ParseError> {
     let object = value.as_object().ok_or_else(|| ParseError::UnknownShape { hint: describe_non_object(value) })?;
     match (Shape::of(object)?, layer) {
-        (Shape::S3Notification, _) => parse_s3_notification(value, layer.origin(Origin::S3)),
-        (Shape::EventBridge, _) => parse_eventbridge(value, layer.origin(Origin::EventBridge)),
-        (Shape::TestEvent, _) => parse_test_event(value),
-        (Shape::Sns, Layer::Body) => parse_sns(value),
-        (Shape::DirectJob, Layer::Body) => parse_direct_job(value),
+        (Shape::S3Notification, _) => s3::parse_s3_notification(value, layer.origin(Origin::S3)),
+        (Shape::EventBridge, _) => eventbridge::parse_eventbridge(value, layer.origin(Origin::EventBridge)),
+        (Shape::TestEvent, _) => s3::parse_test_event(value),
+        (Shape::Sns, Layer::Body) => sns::parse_sns(value),
+        (Shape::DirectJob, Layer::Body) => direct::parse_direct_job(value),
         (shape @ (Shape::Sns | Shape::DirectJob), Layer::SnsMessage) => Err(ParseError::UnknownShape {
             hint: format!("{} is not accepted inside an SNS notification", shape.name()),
         }),
@@ -450,362 +391,4 @@ fn preview(text: &str) -> String {
     let mut chars = text.chars();
     let head: String = chars.by_ref().take(PREVIEW_CHARS).collect();
     if chars.next().is_some() { format!("{head:?}…") } else { format!("{head:?}") }
-}
-
-/// Deserializes a wire struct from a value recognised as `shape`.
-fn from_value<'a, T: Deserialize<'a>>(value: &'a Value, shape: &'static str) -> Result<T, ParseError> {
-    T::deserialize(value).map_err(|detail| ParseError::Malformed { shape, detail })
-}
-
-/// A string the shape requires: absent, null and empty are all missing.
-fn required(value: Option<String>, field: &'static str) -> Result<String, ParseError> {
-    non_empty(value).ok_or(ParseError::MissingField(field))
-}
-
-/// An optional string, with empty counting as absent.
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|text| !text.is_empty())
-}
-
-/// An ETag without the quotes HTTP puts around it.
-fn clean_etag(etag: Option<String>) -> Option<String> {
-    non_empty(etag.map(|etag| etag.trim_matches('"').to_owned()))
-}
-
-// ---------------------------------------------------------------------------
-// S3 event notifications
-
-/// `{"Records":[..]}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct S3NotificationWire {
-    #[serde(rename = "Records")]
-    records: Vec<S3RecordWire>,
-}
-
-/// One element of `Records`; other fields (`awsRegion`, `eventTime`, ..) are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct S3RecordWire {
-    #[serde(rename = "eventVersion")]
-    event_version: Option<String>,
-    #[serde(rename = "eventSource")]
-    event_source: Option<String>,
-    #[serde(rename = "eventName")]
-    event_name: Option<String>,
-    s3: S3EntityWire,
-}
-
-/// A record's `s3`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct S3EntityWire {
-    bucket: BucketWire,
-    object: S3ObjectWire,
-}
-
-/// `bucket` in both S3 notifications and EventBridge details.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct BucketWire {
-    name: Option<String>,
-}
-
-/// A record's `s3.object`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct S3ObjectWire {
-    key: Option<String>,
-    size: Option<u64>,
-    #[serde(rename = "eTag")]
-    etag: Option<String>,
-    #[serde(rename = "versionId")]
-    version_id: Option<String>,
-    sequencer: Option<String>,
-}
-
-/// Parses an S3 event notification: every record must be usable.
-fn parse_s3_notification(value: &Value, origin: Origin) -> Result<Message, ParseError> {
-    let notification: S3NotificationWire = from_value(value, "S3 event notification")?;
-    if notification.records.is_empty() {
-        return Err(ParseError::EmptyRecords);
-    }
-    notification
-        .records
-        .into_iter()
-        .enumerate()
-        .map(|(index, record)| s3_record_request(index, record, origin))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Message::Requests)
-}
-
-/// Turns one S3 notification record into a request.
-fn s3_record_request(index: usize, record: S3RecordWire, origin: Origin) -> Result<Request, ParseError> {
-    check_s3_event_source(index, record.event_source)?;
-    check_s3_event_version(record.event_version)?;
-    let event_name = required(record.event_name, "Records[].eventName")?;
-    let event_name = match event_name.strip_prefix("s3:") {
-        Some(bare) => bare.to_owned(),
-        None => event_name,
-    };
-    Ok(Request {
-        action: Action::from_s3_event_name(&event_name),
-        event_name,
-        origin,
-        object: s3_object_ref(record.s3)?,
-        options: JobOptions::default(),
-    })
-}
-
-/// Accepts an absent `eventSource`, `aws:s3`, or any other `*:s3`.
-fn check_s3_event_source(index: usize, event_source: Option<String>) -> Result<(), ParseError> {
-    match non_empty(event_source) {
-        Some(source) if !source.ends_with(":s3") => Err(ParseError::ForeignRecord { index, event_source: source }),
-        _ => Ok(()),
-    }
-}
-
-/// Accepts an absent `eventVersion`, or any `2.x`.
-fn check_s3_event_version(event_version: Option<String>) -> Result<(), ParseError> {
-    match non_empty(event_version) {
-        Some(version) if version.split('.').next() != Some("2") => Err(ParseError::UnsupportedEventVersion(version)),
-        _ => Ok(()),
-    }
-}
-
-/// The object of an S3 notification record, with its key decoded.
-fn s3_object_ref(entity: S3EntityWire) -> Result<ObjectRef, ParseError> {
-    let object = entity.object;
-    let encoded_key = required(object.key, "Records[].s3.object.key")?;
-    Ok(ObjectRef {
-        bucket: required(entity.bucket.name, "Records[].s3.bucket.name")?,
-        key: decode_s3_key(&encoded_key)?,
-        size: object.size,
-        etag: clean_etag(object.etag),
-        version_id: non_empty(object.version_id),
-        sequencer: non_empty(object.sequencer),
-    })
-}
-
-// ---------------------------------------------------------------------------
-// SNS envelopes
-
-/// `{"Type":"Notification","Message":".."}`; signatures and ids are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SnsEnvelopeWire {
-    #[serde(rename = "Type")]
-    kind: Option<String>,
-    #[serde(rename = "Message")]
-    message: Option<String>,
-}
-
-/// Parses an SNS notification by parsing the message it carries.
-fn parse_sns(value: &Value) -> Result<Message, ParseError> {
-    let envelope: SnsEnvelopeWire = from_value(value, "SNS envelope")?;
-    let kind = required(envelope.kind, "Type")?;
-    if kind != SNS_NOTIFICATION {
-        return Err(ParseError::NotSnsNotification(kind));
-    }
-    let inner = required(envelope.message, "Message")?;
-    parse_json(&inner)
-        .and_then(|inner| parse_value(&inner, Layer::SnsMessage))
-        .map_err(|error| ParseError::BadSnsMessage(Box::new(error)))
-}
-
-// ---------------------------------------------------------------------------
-// EventBridge events
-
-/// The envelope fields checked before the detail is read.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EventBridgeHeaderWire {
-    #[serde(rename = "detail-type")]
-    detail_type: Option<String>,
-    source: Option<String>,
-}
-
-/// An `aws.s3` event's body; `request-id`, `reason` and the like are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EventBridgeS3Wire {
-    detail: EventBridgeDetailWire,
-}
-
-/// `detail` of an `aws.s3` event.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EventBridgeDetailWire {
-    bucket: BucketWire,
-    object: EventBridgeObjectWire,
-}
-
-/// `detail.object` of an `aws.s3` event.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EventBridgeObjectWire {
-    key: Option<String>,
-    size: Option<u64>,
-    #[serde(alias = "eTag")]
-    etag: Option<String>,
-    #[serde(rename = "version-id")]
-    version_id: Option<String>,
-    sequencer: Option<String>,
-}
-
-/// Parses an EventBridge event from `aws.s3` into one request.
-fn parse_eventbridge(value: &Value, origin: Origin) -> Result<Message, ParseError> {
-    let header: EventBridgeHeaderWire = from_value(value, "EventBridge event")?;
-    let source = required(header.source, "source")?;
-    if source != EVENTBRIDGE_S3_SOURCE {
-        return Err(ParseError::ForeignEventSource(source));
-    }
-    let detail_type = required(header.detail_type, "detail-type")?;
-    let event: EventBridgeS3Wire = from_value(value, "EventBridge S3 event")?;
-    Ok(Message::Requests(vec![Request {
-        action: Action::from_eventbridge_detail_type(&detail_type),
-        event_name: detail_type,
-        origin,
-        object: eventbridge_object_ref(event.detail)?,
-        options: JobOptions::default(),
-    }]))
-}
-
-/// The object of an EventBridge detail; its key is literal.
-fn eventbridge_object_ref(detail: EventBridgeDetailWire) -> Result<ObjectRef, ParseError> {
-    let object = detail.object;
-    Ok(ObjectRef {
-        bucket: required(detail.bucket.name, "detail.bucket.name")?,
-        key: required(object.key, "detail.object.key")?,
-        size: object.size,
-        etag: clean_etag(object.etag),
-        version_id: non_empty(object.version_id),
-        sequencer: non_empty(object.sequencer),
-    })
-}
-
-// ---------------------------------------------------------------------------
-// Test events
-
-/// `{"Event":"s3:TestEvent",..}`; `Service`, `Time`, `Bucket` and ids are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct TestEventWire {
-    #[serde(rename = "Event")]
-    event: Option<String>,
-}
-
-/// Accepts `s3:TestEvent`, and no other `Event`.
-fn parse_test_event(value: &Value) -> Result<Message, ParseError> {
-    let test: TestEventWire = from_value(value, "s3:TestEvent")?;
-    match required(test.event, "Event")? {
-        event if event == S3_TEST_EVENT => Ok(Message::Test),
-        event => Err(ParseError::UnknownShape { hint: format!("Event {} is not s3:TestEvent", preview(&event)) }),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Direct jobs
-
-/// Just the version, read before anything else.
-#[derive(Debug, Deserialize)]
-struct DirectJobVersionWire {
-    v: u64,
-}
-
-/// A version 1 direct job; unknown fields are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct DirectJobV1Wire {
-    action: Option<String>,
-    bucket: Option<String>,
-    key: Option<String>,
-    job_id: Option<String>,
-    preset: Option<String>,
-    output_prefix: Option<String>,
-    size: Option<u64>,
-    etag: Option<String>,
-    version_id: Option<String>,
-}
-
-/// Parses a direct job, checking its version first.
-fn parse_direct_job(value: &Value) -> Result<Message, ParseError> {
-    let DirectJobVersionWire { v } = from_value(value, "direct job")?;
-    if v != DIRECT_JOB_VERSION {
-        return Err(ParseError::UnsupportedVersion(v));
-    }
-    let job: DirectJobV1Wire = from_value(value, "direct job")?;
-    let (action, event_name) = match non_empty(job.action).as_deref() {
-        None | Some("render") => (Action::Created, DIRECT_JOB_EVENT_NAME),
-        Some("delete") => (Action::Removed, DIRECT_DELETE_EVENT_NAME),
-        Some(other) => return Err(ParseError::UnknownAction(other.to_owned())),
-    };
-    let object = ObjectRef {
-        bucket: required(job.bucket, "bucket")?,
-        key: required(job.key, "key")?,
-        size: job.size,
-        etag: clean_etag(job.etag),
-        version_id: non_empty(job.version_id),
-        sequencer: None,
-    };
-    let options = JobOptions {
-        job_id: non_empty(job.job_id),
-        preset: non_empty(job.preset),
-        output_prefix: non_empty(job.output_prefix),
-    };
-    Ok(Message::Requests(vec![Request {
-        action,
-        event_name: event_name.to_owned(),
-        origin: Origin::Direct,
-        object,
-        options,
-    }]))
-}
-
-/// Orders two S3 event sequencers for the same key: the greater one is the later event.
-/// Sequencers may differ in length; the shorter is right-padded with zeros before the
-/// (case-insensitive) comparison, as S3's documentation prescribes.
-#[must_use]
-pub fn compare_sequencers(a: &str, b: &str) -> std::cmp::Ordering {
-    let width = a.len().max(b.len());
-    let pad = |s: &str| format!("{:0<width$}", s.to_ascii_uppercase());
-    pad(a).cmp(&pad(b))
-}
-
-/// Encodes a key the way S3 does in event notifications: UTF-8 percent-encoding with `+` for a
-/// space. The inverse of [`decode_s3_key`].
-#[must_use]
-pub fn encode_s3_key(key: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'*').remove(b' ');
-    percent_encoding::utf8_percent_encode(key, KEEP).to_string().replace(' ', "+")
-}
-
-/// The body S3 sends to SQS for one `ObjectCreated:Put` (used by `imgfleet demo` and the load test).
-#[must_use]
-pub fn s3_put_notification(bucket: &str, object: &ObjectRef, event_time: &str) -> String {
-    s3_notification(bucket, object, "ObjectCreated:Put", event_time)
-}
-
-/// The body S3 sends to SQS for one event on `object` (its sequencer included when it has one).
-#[must_use]
-pub fn s3_notification(bucket: &str, object: &ObjectRef, event_name: &str, event_time: &str) -> String {
-    let mut body = serde_json::json!({
-        "Records": [{
-            "eventVersion": "2.1",
-            "eventSource": "aws:s3",
-            "awsRegion": "us-east-1",
-            "eventTime": event_time,
-            "eventName": event_name,
-            "s3": {
-                "s3SchemaVersion": "1.0",
-                "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-                "object": {"key": encode_s3_key(&object.key), "size": object.size, "eTag": object.etag}
-            }
-        }]
-    });
-    if let Some(sequencer) = &object.sequencer {
-        body["Records"][0]["s3"]["object"]["sequencer"] = sequencer.clone().into();
-    }
-    body.to_string()
 }

@@ -3,7 +3,7 @@
 //! once it has been idle for a while and when it stops. Off unless `IMGFLEET_ECS_TASK_PROTECTION`
 //! is true and the agent endpoint is known; failures are logged and counted, never fatal.
 
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;

@@ -1,5 +1,5 @@
 //! Queue: the narrow interface the consumer needs from SQS (receive, delete, change visibility,
-//! depth), with the SQS implementation. The in-process queue of `imgfleet demo` lives in [`crate::local`].
+//! depth), with the SQS implementation. The in-process queue of `imgfleet demo` lives in [`crate::adapters::local`].
 
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,

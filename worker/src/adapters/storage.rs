@@ -1,6 +1,8 @@
 //! Storage: fetch a source object (size-capped) and store renditions. The S3 implementation is
-//! here; the folder-backed store of `imgfleet demo` lives in [`crate::local`].
+//! here; the folder-backed store of `imgfleet demo` lives in [`crate::adapters::local`].
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use imgfleet_shared::config::Sse;
@@ -51,17 +53,52 @@ pub enum StoreError {
     NotFound { bucket: String, key: String },
     #[error("s3://{bucket}/{key} is {size} bytes: over the limit of {limit} bytes")]
     TooLarge { bucket: String, key: String, size: u64, limit: u64 },
+    /// A call failed. `transient`: it may pass on its own (throttling, a 5xx, a timeout, the
+    /// network); otherwise the deployment needs fixing ([`is_transient`]).
     #[error("S3 {operation} s3://{bucket}/{key} failed: {message}")]
-    Failed { operation: &'static str, bucket: String, key: String, message: String },
+    Failed { operation: &'static str, bucket: String, key: String, message: String, transient: bool },
 }
 
-impl StoreError {
-    /// The S3 operation, for the error metric (`None` when no call failed).
-    pub fn operation(&self) -> Option<&'static str> {
-        match self {
-            Self::Failed { operation, .. } => Some(operation),
-            _ => None,
-        }
+/// Error codes S3 (and KMS through it) answers with a 4xx status that still pass on their own:
+/// throttling, a request that took too long, credentials that expired before the SDK renewed them.
+const TRANSIENT_CODES: &[&str] = &[
+    "SlowDown",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "RequestLimitExceeded",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "OperationAborted",
+    "KMS.ThrottlingException",
+];
+
+/// Whether an S3 answer of `status` with error `code` may pass on its own: any 5xx, 429, and the
+/// [`TRANSIENT_CODES`]. Every other 4xx (`AccessDenied`, `NoSuchBucket`, `InvalidArgument`,
+/// `PermanentRedirect`, a refused KMS key…) needs the deployment fixed: no retry changes it.
+pub fn is_transient(status: u16, code: Option<&str>) -> bool {
+    status >= 500 || status == 429 || code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
+}
+
+/// [`StoreError::Failed`] from an SDK error: a service error is classified by [`is_transient`];
+/// timeouts, network and response failures are transient; a request the SDK could not even
+/// build is not.
+fn failed<E>(operation: &'static str, bucket: &str, key: &str, e: &SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let transient = match e {
+        SdkError::ServiceError(s) => is_transient(s.raw().status().as_u16(), s.err().code()),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    };
+    StoreError::Failed {
+        operation,
+        bucket: bucket.into(),
+        key: key.into(),
+        message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        transient,
     }
 }
 
@@ -105,12 +142,6 @@ impl S3Store {
 
 impl ObjectStore for S3Store {
     async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Fetched, StoreError> {
-        let failed = |operation, message: String| StoreError::Failed {
-            operation,
-            bucket: bucket.into(),
-            key: key.into(),
-            message,
-        };
         let too_large = |size| StoreError::TooLarge { bucket: bucket.into(), key: key.into(), size, limit: max_bytes };
         let out = match self.client.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => out,
@@ -118,7 +149,7 @@ impl ObjectStore for S3Store {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                     return Err(StoreError::NotFound { bucket: bucket.into(), key: key.into() });
                 }
-                return Err(failed("GetObject", aws_sdk_s3::error::DisplayErrorContext(&e).to_string()));
+                return Err(failed("GetObject", bucket, key, &e));
             }
         };
         let declared = out.content_length.and_then(|l| u64::try_from(l).ok());
@@ -128,7 +159,14 @@ impl ObjectStore for S3Store {
         let (etag, version_id) = (out.e_tag.map(|t| t.trim_matches('"').to_owned()), out.version_id);
         let mut body = out.body;
         let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(max_bytes) as usize);
-        while let Some(chunk) = body.try_next().await.map_err(|e| failed("GetObject", e.to_string()))? {
+        let interrupted = |e: aws_sdk_s3::primitives::ByteStreamError| StoreError::Failed {
+            operation: "GetObject",
+            bucket: bucket.into(),
+            key: key.into(),
+            message: e.to_string(),
+            transient: true,
+        };
+        while let Some(chunk) = body.try_next().await.map_err(interrupted)? {
             if (bytes.len() + chunk.len()) as u64 > max_bytes {
                 return Err(too_large((bytes.len() + chunk.len()) as u64));
             }
@@ -154,12 +192,7 @@ impl ObjectStore for S3Store {
             }
             None => request,
         };
-        request.send().await.map_err(|e| StoreError::Failed {
-            operation: "PutObject",
-            bucket: bucket.into(),
-            key: key.into(),
-            message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-        })?;
+        request.send().await.map_err(|e| failed("PutObject", bucket, key, &e))?;
         Ok(())
     }
 
@@ -171,12 +204,7 @@ impl ObjectStore for S3Store {
                 metadata: out.metadata.unwrap_or_default(),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(StoreError::Failed {
-                operation: "HeadObject",
-                bucket: bucket.into(),
-                key: key.into(),
-                message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-            }),
+            Err(e) => Err(failed("HeadObject", bucket, key, &e)),
         }
     }
 
@@ -188,12 +216,7 @@ impl ObjectStore for S3Store {
             Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
                 Some(412) => Ok(Deleted::Changed),
                 Some(404) => Ok(Deleted::Missing),
-                _ => Err(StoreError::Failed {
-                    operation: "DeleteObject",
-                    bucket: bucket.into(),
-                    key: key.into(),
-                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-                }),
+                _ => Err(failed("DeleteObject", bucket, key, &e)),
             },
         }
     }
