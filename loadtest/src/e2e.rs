@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 /// How long one PutObject may take (the SDK's own retries included).
@@ -142,9 +142,22 @@ fn ms(t0: Instant) -> f64 {
 
 /// Runs the load and settles the accounts.
 pub async fn run(args: &E2eArgs) -> anyhow::Result<E2eRun> {
+    let upload_span = check_args(args)?;
+    let Setup { images, planned, clients, reader, start_id } = Setup::prepare(args).await?;
+    let clock = Clock::start(args, upload_span);
+    let (tasks, mut inbox) = start_tasks(args, clients, reader, &images, &planned, clock.t0);
+    let mut run = Accounts::new(args, Arc::clone(&planned));
+    run.stream.start_id = start_id;
+    run.wait_for_events(args, clock, &mut inbox).await;
+    run.stop(tasks, inbox.events).await;
+    Ok(run.settle(args.timeout, clock.started_at_ms, images.len()))
+}
+
+/// Checking the arguments; returns how long the schedule of uploads takes (zero for a burst).
+fn check_args(args: &E2eArgs) -> anyhow::Result<Duration> {
     anyhow::ensure!(args.count >= 1, "--count must be at least 1");
     anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
-    let upload_span = match args.pace {
+    Ok(match args.pace {
         Pace::Rate(r) => {
             anyhow::ensure!(r.is_finite() && r > 0.0, "--rate must be a positive number of uploads per second");
             Duration::try_from_secs_f64(args.count as f64 / r)
@@ -153,64 +166,79 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<E2eRun> {
                 .ok_or_else(|| anyhow::anyhow!("--count / --rate must not take more than {MAX_UPLOAD_SPAN:?}"))?
         }
         Pace::Burst => Duration::ZERO,
-    };
-    let images = Arc::new(inputs::load(&args.images, &args.glob)?);
-    let planned = Arc::new(plan(&args.prefix, &images, args.count));
-    let clients = Clients::from_env().await;
-    let reader = StreamReader::connect(&args.redis_url, &args.stream).await?;
-    let start_id = reader.position().to_owned();
+    })
+}
 
-    let t0 = Instant::now();
-    let started_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let hard_deadline = t0 + upload_span + args.timeout + args.linger + RUN_SLACK;
+/// What a run has before its clock starts: the images, the keys, the clients and the stream's current end.
+#[derive(Debug)]
+struct Setup {
+    images: Arc<Vec<Image>>,
+    planned: Arc<Vec<Planned>>,
+    clients: Clients,
+    reader: StreamReader,
+    /// The ID reading starts after.
+    start_id: String,
+}
 
-    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    let uploader =
-        tokio::spawn(upload_all(clients, args.clone(), Arc::clone(&images), Arc::clone(&planned), t0, up_tx));
-    let reader_task = tokio::spawn(read_events(reader, t0, ev_tx));
-
-    let mut run = Accounts::new(args, Arc::clone(&planned));
-    run.stream.start_id = start_id;
-    let (mut uploads_done, mut reader_alive) = (false, true);
-    let mut answered_since: Option<Instant> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            msg = up_rx.recv(), if !uploads_done => match msg {
-                Some(done) => run.uploaded(done),
-                None => uploads_done = true,
-            },
-            msg = ev_rx.recv(), if reader_alive => match msg {
-                Some(ReaderMsg::Entries(read_ms, entries)) => run.read(read_ms, started_at_ms as f64, entries),
-                Some(ReaderMsg::Error(e)) => run.reader_error(e),
-                None => reader_alive = false,
-            },
-            _ = tick.tick() => {}
-        }
-        let all_answered = run.show_answered();
-        if uploads_done {
-            if all_answered {
-                if answered_since.get_or_insert_with(Instant::now).elapsed() >= args.linger {
-                    break;
-                }
-            } else if ms(t0) > run.last_done_ms + args.timeout.as_secs_f64() * 1000.0 || !reader_alive {
-                break;
-            }
-        }
-        if Instant::now() > hard_deadline {
-            run.bars.note("the run reached its hard deadline: stopping");
-            break;
-        }
+impl Setup {
+    /// Setting up: reads the images, plans the keys, makes the clients and takes the stream's current end.
+    async fn prepare(args: &E2eArgs) -> anyhow::Result<Self> {
+        let images = Arc::new(inputs::load(&args.images, &args.glob)?);
+        let planned = Arc::new(plan(&args.prefix, &images, args.count));
+        let clients = Clients::from_env().await;
+        let reader = StreamReader::connect(&args.redis_url, &args.stream).await?;
+        let start_id = reader.position().to_owned();
+        Ok(Self { images, planned, clients, reader, start_id })
     }
-    run.bars.finish();
-    // Closing the channel stops the reader within one BLOCK; the uploader is done or past its deadline.
-    drop(ev_rx);
-    uploader.abort();
-    if tokio::time::timeout(crate::stream::BLOCK * 3, reader_task).await.is_err() {
-        run.stream.errors.push("the reader did not stop in time".into());
+}
+
+/// When a run started (on the monotonic and on the wall clock) and when it stops whatever happens.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    t0: Instant,
+    /// On the wall clock, in milliseconds since the Unix epoch.
+    started_at_ms: u64,
+    hard_deadline: Instant,
+}
+
+impl Clock {
+    /// Starting the clock: now, and the deadline after the uploads, the timeout, the linger and some slack.
+    fn start(args: &E2eArgs, upload_span: Duration) -> Self {
+        let t0 = Instant::now();
+        let started_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let hard_deadline = t0 + upload_span + args.timeout + args.linger + RUN_SLACK;
+        Self { t0, started_at_ms, hard_deadline }
     }
-    Ok(run.settle(args.timeout, started_at_ms, images.len()))
+}
+
+/// The uploader and the stream reader, running.
+#[derive(Debug)]
+struct Tasks {
+    uploader: JoinHandle<()>,
+    reader: JoinHandle<()>,
+}
+
+/// What the uploader and the reader report on.
+#[derive(Debug)]
+struct Inbox {
+    uploads: mpsc::UnboundedReceiver<UploadDone>,
+    events: mpsc::UnboundedReceiver<ReaderMsg>,
+}
+
+/// Uploading and reading: spawns the uploader and the stream reader.
+fn start_tasks(
+    args: &E2eArgs,
+    clients: Clients,
+    reader: StreamReader,
+    images: &Arc<Vec<Image>>,
+    planned: &Arc<Vec<Planned>>,
+    t0: Instant,
+) -> (Tasks, Inbox) {
+    let (up_tx, uploads) = mpsc::unbounded_channel();
+    let (ev_tx, events) = mpsc::unbounded_channel();
+    let uploader = tokio::spawn(upload_all(clients, args.clone(), Arc::clone(images), Arc::clone(planned), t0, up_tx));
+    let reader = tokio::spawn(read_events(reader, t0, ev_tx));
+    (Tasks { uploader, reader }, Inbox { uploads, events })
 }
 
 /// The running accounts of a run: uploads as they return, events as they are read, and the bars.
@@ -293,6 +321,55 @@ impl Accounts {
         answered == self.ledger.uploaded()
     }
 
+    /// Waiting for events: takes in uploads and events until every upload has its event (then lingers),
+    /// `timeout` has passed since the last upload returned, the reader has stopped, or the hard deadline.
+    async fn wait_for_events(&mut self, args: &E2eArgs, clock: Clock, inbox: &mut Inbox) {
+        let (mut uploads_done, mut reader_alive) = (false, true);
+        let mut answered_since: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let run_start_epoch_ms = clock.started_at_ms as f64;
+        loop {
+            tokio::select! {
+                msg = inbox.uploads.recv(), if !uploads_done => match msg {
+                    Some(done) => self.uploaded(done),
+                    None => uploads_done = true,
+                },
+                msg = inbox.events.recv(), if reader_alive => match msg {
+                    Some(ReaderMsg::Entries(read_ms, entries)) => self.read(read_ms, run_start_epoch_ms, entries),
+                    Some(ReaderMsg::Error(e)) => self.reader_error(e),
+                    None => reader_alive = false,
+                },
+                _ = tick.tick() => {}
+            }
+            let all_answered = self.show_answered();
+            if uploads_done {
+                if all_answered {
+                    if answered_since.get_or_insert_with(Instant::now).elapsed() >= args.linger {
+                        break;
+                    }
+                } else if ms(clock.t0) > self.last_done_ms + args.timeout.as_secs_f64() * 1000.0 || !reader_alive {
+                    break;
+                }
+            }
+            if Instant::now() > clock.hard_deadline {
+                self.bars.note("the run reached its hard deadline: stopping");
+                break;
+            }
+        }
+    }
+
+    /// Stopping: clears the bars, closes the event channel, aborts the uploader and waits for the reader.
+    async fn stop(&mut self, tasks: Tasks, events: mpsc::UnboundedReceiver<ReaderMsg>) {
+        self.bars.finish();
+        // Closing the channel stops the reader within one BLOCK; the uploader is done or past its deadline.
+        drop(events);
+        tasks.uploader.abort();
+        if tokio::time::timeout(crate::stream::BLOCK * 3, tasks.reader).await.is_err() {
+            self.stream.errors.push("the reader did not stop in time".into());
+        }
+    }
+
+    /// Collecting the results: upload totals and rates, and the ledger settled into a tally.
     fn settle(mut self, timeout: Duration, started_at_ms: u64, image_files: usize) -> E2eRun {
         self.stream.ignored = self.ledger.ignored;
         if self.first_sent_ms.is_finite() {

@@ -11,7 +11,6 @@
 use crate::inputs::{self, Image};
 use crate::report;
 use crate::stats::Summary;
-use anyhow::Context as _;
 use imgfleet_shared::{ImageFormat, Preset, PresetCatalog, RenderResult};
 use imgfleet_worker::pipeline::{self, RenderOptions};
 use serde::Serialize;
@@ -136,14 +135,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
 }
 
 fn load_preset(path: Option<&Path>) -> anyhow::Result<(Preset, RenderOptions)> {
-    let catalog = match path {
-        None => PresetCatalog::default(),
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("cannot read preset file {}", p.display()))?;
-            PresetCatalog::from_toml(&text).with_context(|| format!("preset file {}", p.display()))?
-        }
-    };
+    let catalog = PresetCatalog::load(path)?;
     let options = RenderOptions { limits: catalog.limits, background: catalog.background };
     Ok((catalog.default_preset().clone(), options))
 }

@@ -28,6 +28,17 @@ pub fn rows(rows: &[(&str, String)]) -> String {
     rows.iter().map(|(k, v)| format!("  {k:<width$}  {v}\n")).collect()
 }
 
+/// The table's last line: what the three latency rows measure.
+const LATENCY_NOTE: &str = "  (latency: PutObject returned → event read; by stamp: → the event's timestamp_ms; worker job: its timings.total_ms)\n";
+
+/// One latency cell of the table: p50, p95, p99 and max in milliseconds, or `no samples`.
+fn percentiles(s: &Summary) -> String {
+    match s.count {
+        0 => "no samples".to_owned(),
+        n => format!("p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}  (n={n})", s.p50, s.p95, s.p99, s.max),
+    }
+}
+
 /// `report.json` of an end-to-end run.
 #[derive(Debug, Clone, Serialize)]
 pub struct E2eReport {
@@ -118,24 +129,29 @@ impl E2eReport {
 
     /// The terminal table.
     pub fn table(&self) -> String {
+        let mut table = self.outcome_rows();
+        table.extend(self.latency_rows());
+        table.push(("failures", self.failures_cell()));
+        table.extend(self.stream_row());
+        self.heading() + &rows(&table) + LATENCY_NOTE
+    }
+
+    /// The table's heading line: the run, its pace, the bucket and the stream.
+    fn heading(&self) -> String {
         let pace = match self.rate_per_s {
             Some(r) => format!("at {r} uploads/s, up to {} in flight", self.concurrency),
             None => format!("burst, {} in flight", self.concurrency),
         };
-        let mut out = format!(
+        format!(
             "imgfleet e2e run {}: {} uploads of {} image file(s) ({pace}) to s3://{}/{}, events from Redis stream {}\n",
             self.run_id, self.count, self.image_files, self.bucket, self.prefix, self.stream
-        );
-        let pcts = |s: &Summary| match s.count {
-            0 => "no samples".to_owned(),
-            n => format!("p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}  (n={n})", s.p50, s.p95, s.p99, s.max),
-        };
-        let failures = match self.failures.is_empty() {
-            true => "none".to_owned(),
-            false => self.failures.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
-        };
+        )
+    }
+
+    /// The table's outcome rows: uploads, events, lost jobs and throughput.
+    fn outcome_rows(&self) -> Vec<(&'static str, String)> {
         let u = &self.uploads;
-        let mut table = vec![
+        vec![
             (
                 "uploads",
                 format!(
@@ -168,24 +184,38 @@ impl E2eReport {
                 "throughput",
                 format!("{:.2} completed/s (first upload → last event: {:.2} s)", self.throughput_per_s, self.span_s),
             ),
-            ("latency ms", pcts(&self.latency_ms)),
-            ("  by stamp", pcts(&self.stamp_latency_ms)),
-            ("worker job ms", pcts(&self.job_ms)),
-            ("failures", failures),
-        ];
+        ]
+    }
+
+    /// The table's latency rows: upload → event read, → the event's stamp, and the workers' job time.
+    fn latency_rows(&self) -> [(&'static str, String); 3] {
+        [
+            ("latency ms", percentiles(&self.latency_ms)),
+            ("  by stamp", percentiles(&self.stamp_latency_ms)),
+            ("worker job ms", percentiles(&self.job_ms)),
+        ]
+    }
+
+    /// The table's failures cell: each failure kind with its count, or `none`.
+    fn failures_cell(&self) -> String {
+        match self.failures.is_empty() {
+            true => "none".to_owned(),
+            false => self.failures.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+        }
+    }
+
+    /// The table's stream row, only when the reader ignored, could not read or failed on something.
+    fn stream_row(&self) -> Option<(&'static str, String)> {
         let s = &self.stream_stats;
-        if s.ignored + s.unreadable + s.redis_errors > 0 {
-            table.push((
+        (s.ignored + s.unreadable + s.redis_errors > 0).then(|| {
+            (
                 "stream",
                 format!(
                     "{} ignored (other runs), {} unreadable, {} Redis error(s)",
                     s.ignored, s.unreadable, s.redis_errors
                 ),
-            ));
-        }
-        out += &rows(&table);
-        out += "  (latency: PutObject returned → event read; by stamp: → the event's timestamp_ms; worker job: its timings.total_ms)\n";
-        out
+            )
+        })
     }
 
     /// Writes `report.json` and `chart.svg` into `dir`; returns their paths.

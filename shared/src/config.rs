@@ -241,117 +241,166 @@ impl Config {
 
     /// Reads settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
-        let file = match get("IMGFLEET_CONFIG") {
+        let r = Reader { lookup };
+        let file = match r.get("IMGFLEET_CONFIG") {
             Some(path) => read_file(PathBuf::from(path))?,
             None => FileConfig::default(),
         };
         let d = Config::default();
-        let string = |var: &'static str, file: Option<String>| get(var).or(file);
-        let number = |var: &'static str, file: Option<u64>| -> Result<Option<u64>, ConfigError> {
-            match get(var) {
-                Some(v) => v.trim().parse().map(Some).map_err(|_| invalid(var, format!("{v:?} is not a whole number"))),
-                None => Ok(file),
-            }
-        };
-
-        let metrics_addr = match string("IMGFLEET_METRICS_ADDR", file.metrics_addr) {
-            Some(v) => v
-                .parse()
-                .map_err(|_| invalid("IMGFLEET_METRICS_ADDR", format!("{v:?} is not an address like 0.0.0.0:9090")))?,
-            None => d.metrics_addr,
-        };
-        let concurrency = number("IMGFLEET_CONCURRENCY", file.concurrency.map(|c| c as u64))?;
+        let metrics_addr = metrics_addr(r.string("IMGFLEET_METRICS_ADDR", file.metrics_addr), d.metrics_addr)?;
+        let concurrency = r.number("IMGFLEET_CONCURRENCY", file.concurrency.map(|c| c as u64))?;
         if concurrency == Some(0) {
             return Err(invalid("IMGFLEET_CONCURRENCY", "must be at least 1".into()));
         }
-        let visibility = number("IMGFLEET_VISIBILITY_TIMEOUT_SECS", file.visibility_timeout_secs.map(u64::from))?
-            .unwrap_or(u64::from(d.visibility_timeout_secs));
-        if !(10..=43_200).contains(&visibility) {
-            return Err(invalid("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "must be 10..=43200 seconds".into()));
-        }
-        let receive_wait = number("IMGFLEET_RECEIVE_WAIT_SECS", file.receive_wait_secs)?.unwrap_or(d.receive_wait_secs);
-        if !(1..=20).contains(&receive_wait) {
-            return Err(invalid(
-                "IMGFLEET_RECEIVE_WAIT_SECS",
-                "must be 1..=20 seconds (the SQS long-poll range)".into(),
-            ));
-        }
-        let sse_kms_key_id = string("IMGFLEET_SSE_KMS_KEY_ID", file.sse_kms_key_id);
-        let sse = match string("IMGFLEET_SSE", file.sse).as_deref().map(str::trim) {
-            None => d.sse.clone(),
-            Some("AES256") => Some(Sse::Aes256),
-            Some("aws:kms") => Some(Sse::Kms { key_id: sse_kms_key_id }),
-            Some("none") => None,
-            Some(other) => {
-                return Err(invalid("IMGFLEET_SSE", format!("{other:?} is not one of AES256, aws:kms, none")));
-            }
-        };
-        let log_format = match string("IMGFLEET_LOG_FORMAT", file.log_format).as_deref().map(str::trim) {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => return Err(invalid("IMGFLEET_LOG_FORMAT", format!("{other:?} is not text or json"))),
-        };
-        let flag = |var: &'static str, file: Option<bool>, default: bool| match get(var) {
-            Some(v) => parse_bool(&v).ok_or_else(|| invalid(var, format!("{v:?} is not true or false"))),
-            None => Ok(file.unwrap_or(default)),
-        };
-        let ecs_task_protection = flag("IMGFLEET_ECS_TASK_PROTECTION", file.ecs_task_protection, false)?;
-        let follow_deletes = flag("IMGFLEET_FOLLOW_DELETES", file.follow_deletes, d.follow_deletes)?;
-        let public_base_url = match string("IMGFLEET_PUBLIC_BASE_URL", file.public_base_url) {
-            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
-                Some(u.trim().trim_end_matches('/').to_owned())
-            }
-            Some(u) => {
-                return Err(invalid(
-                    "IMGFLEET_PUBLIC_BASE_URL",
-                    format!("{u:?} is not an http(s) URL like https://img.example.com"),
-                ));
-            }
-            None => None,
-        };
-        let output_prefix = string("IMGFLEET_OUTPUT_PREFIX", file.output_prefix).unwrap_or(d.output_prefix);
-        if output_prefix.starts_with('/') {
-            return Err(invalid("IMGFLEET_OUTPUT_PREFIX", "must not start with '/'".into()));
-        }
-        let key_template = match string("IMGFLEET_KEY_TEMPLATE", file.key_template) {
+        let visibility = file.visibility_timeout_secs.map(u64::from);
+        let default = u64::from(d.visibility_timeout_secs);
+        let why = "must be 10..=43200 seconds";
+        let visibility = r.ranged("IMGFLEET_VISIBILITY_TIMEOUT_SECS", visibility, default, 10..=43_200, why)?;
+        let why = "must be 1..=20 seconds (the SQS long-poll range)";
+        let receive_wait =
+            r.ranged("IMGFLEET_RECEIVE_WAIT_SECS", file.receive_wait_secs, d.receive_wait_secs, 1..=20, why)?;
+        let sse_kms_key_id = r.string("IMGFLEET_SSE_KMS_KEY_ID", file.sse_kms_key_id);
+        let sse = sse(r.string("IMGFLEET_SSE", file.sse), sse_kms_key_id, d.sse.clone())?;
+        let log_format = log_format(r.string("IMGFLEET_LOG_FORMAT", file.log_format))?;
+        let ecs_task_protection = r.flag("IMGFLEET_ECS_TASK_PROTECTION", file.ecs_task_protection, false)?;
+        let follow_deletes = r.flag("IMGFLEET_FOLLOW_DELETES", file.follow_deletes, d.follow_deletes)?;
+        let public_base_url = public_base_url(r.string("IMGFLEET_PUBLIC_BASE_URL", file.public_base_url))?;
+        let output_prefix = output_prefix(r.string("IMGFLEET_OUTPUT_PREFIX", file.output_prefix), d.output_prefix)?;
+        let key_template = match r.string("IMGFLEET_KEY_TEMPLATE", file.key_template) {
             Some(t) => KeyTemplate::parse(&t).map_err(|e| invalid("IMGFLEET_KEY_TEMPLATE", e.to_string()))?,
             None => d.key_template,
         };
-        let queue_url = string("IMGFLEET_QUEUE_URL", file.queue_url);
-        if let Some(q) = &queue_url
-            && !(q.starts_with("https://") || q.starts_with("http://"))
-        {
-            return Err(invalid(
-                "IMGFLEET_QUEUE_URL",
-                format!("{q:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"),
-            ));
-        }
+        let queue_url = queue_url(r.string("IMGFLEET_QUEUE_URL", file.queue_url))?;
         Ok(Config {
             queue_url,
-            dlq_url: string("IMGFLEET_DLQ_URL", file.dlq_url),
-            output_bucket: string("IMGFLEET_OUTPUT_BUCKET", file.output_bucket),
+            dlq_url: r.string("IMGFLEET_DLQ_URL", file.dlq_url),
+            output_bucket: r.string("IMGFLEET_OUTPUT_BUCKET", file.output_bucket),
             output_prefix,
             key_template,
-            redis_url: string("IMGFLEET_REDIS_URL", file.redis_url).unwrap_or(d.redis_url),
-            events_stream: string("IMGFLEET_EVENTS_STREAM", file.events_stream).unwrap_or(d.events_stream),
-            events_maxlen: number("IMGFLEET_EVENTS_MAXLEN", file.events_maxlen)?.unwrap_or(d.events_maxlen),
+            redis_url: r.string("IMGFLEET_REDIS_URL", file.redis_url).unwrap_or(d.redis_url),
+            events_stream: r.string("IMGFLEET_EVENTS_STREAM", file.events_stream).unwrap_or(d.events_stream),
+            events_maxlen: r.number("IMGFLEET_EVENTS_MAXLEN", file.events_maxlen)?.unwrap_or(d.events_maxlen),
             metrics_addr,
             concurrency: concurrency.map(|c| c as usize),
-            shutdown_grace_secs: number("IMGFLEET_SHUTDOWN_GRACE_SECS", file.shutdown_grace_secs)?
+            shutdown_grace_secs: r
+                .number("IMGFLEET_SHUTDOWN_GRACE_SECS", file.shutdown_grace_secs)?
                 .unwrap_or(d.shutdown_grace_secs),
             receive_wait_secs: receive_wait,
             visibility_timeout_secs: visibility as u32,
-            presets: string("IMGFLEET_PRESETS", None).map(PathBuf::from).or(file.presets),
-            cache_control: string("IMGFLEET_CACHE_CONTROL", file.cache_control).unwrap_or(d.cache_control),
+            presets: r.string("IMGFLEET_PRESETS", None).map(PathBuf::from).or(file.presets),
+            cache_control: r.string("IMGFLEET_CACHE_CONTROL", file.cache_control).unwrap_or(d.cache_control),
             sse,
             log_format,
-            worker_id: string("IMGFLEET_WORKER_ID", file.worker_id),
+            worker_id: r.string("IMGFLEET_WORKER_ID", file.worker_id),
             ecs_task_protection,
-            ecs_agent_uri: get("ECS_AGENT_URI"),
+            ecs_agent_uri: r.get("ECS_AGENT_URI"),
             public_base_url,
             follow_deletes,
         })
+    }
+}
+
+/// Reads one setting at a time: the environment variable when set (and not blank), else the
+/// file's value.
+struct Reader<L> {
+    lookup: L,
+}
+
+impl<L: Fn(&str) -> Option<String>> Reader<L> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, var: &'static str, file: Option<String>) -> Option<String> {
+        self.get(var).or(file)
+    }
+
+    fn number(&self, var: &'static str, file: Option<u64>) -> Result<Option<u64>, ConfigError> {
+        match self.get(var) {
+            Some(v) => v.trim().parse().map(Some).map_err(|_| invalid(var, format!("{v:?} is not a whole number"))),
+            None => Ok(file),
+        }
+    }
+
+    /// A number within `range` (`default` when unset); `why` says the range.
+    fn ranged(
+        &self,
+        var: &'static str,
+        file: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        why: &str,
+    ) -> Result<u64, ConfigError> {
+        let value = self.number(var, file)?.unwrap_or(default);
+        if !range.contains(&value) {
+            return Err(invalid(var, why.into()));
+        }
+        Ok(value)
+    }
+
+    fn flag(&self, var: &'static str, file: Option<bool>, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var) {
+            Some(v) => parse_bool(&v).ok_or_else(|| invalid(var, format!("{v:?} is not true or false"))),
+            None => Ok(file.unwrap_or(default)),
+        }
+    }
+}
+
+fn metrics_addr(value: Option<String>, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    match value {
+        Some(v) => v
+            .parse()
+            .map_err(|_| invalid("IMGFLEET_METRICS_ADDR", format!("{v:?} is not an address like 0.0.0.0:9090"))),
+        None => Ok(default),
+    }
+}
+
+fn output_prefix(value: Option<String>, default: String) -> Result<String, ConfigError> {
+    let prefix = value.unwrap_or(default);
+    if prefix.starts_with('/') {
+        return Err(invalid("IMGFLEET_OUTPUT_PREFIX", "must not start with '/'".into()));
+    }
+    Ok(prefix)
+}
+
+fn sse(value: Option<String>, kms_key_id: Option<String>, default: Option<Sse>) -> Result<Option<Sse>, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("AES256") => Ok(Some(Sse::Aes256)),
+        Some("aws:kms") => Ok(Some(Sse::Kms { key_id: kms_key_id })),
+        Some("none") => Ok(None),
+        Some(other) => Err(invalid("IMGFLEET_SSE", format!("{other:?} is not one of AES256, aws:kms, none"))),
+    }
+}
+
+fn log_format(value: Option<String>) -> Result<LogFormat, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(invalid("IMGFLEET_LOG_FORMAT", format!("{other:?} is not text or json"))),
+    }
+}
+
+fn public_base_url(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+            Ok(Some(u.trim().trim_end_matches('/').to_owned()))
+        }
+        Some(u) => Err(invalid(
+            "IMGFLEET_PUBLIC_BASE_URL",
+            format!("{u:?} is not an http(s) URL like https://img.example.com"),
+        )),
+        None => Ok(None),
+    }
+}
+
+fn queue_url(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        Some(q) if !(q.starts_with("https://") || q.starts_with("http://")) => Err(invalid(
+            "IMGFLEET_QUEUE_URL",
+            format!("{q:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"),
+        )),
+        q => Ok(q),
     }
 }
 
@@ -375,6 +424,22 @@ fn parse_bool(v: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_vars_lists_exactly_what_the_configuration_reads() {
+        let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        Config::from_lookup(|k| {
+            read.borrow_mut().insert(k.to_owned());
+            None
+        })
+        .unwrap();
+        // Read by the AWS SDK's own chain, not by this type.
+        let sdk = ["AWS_REGION", "AWS_ENDPOINT_URL"];
+        let listed: std::collections::BTreeSet<String> =
+            ENV_VARS.iter().filter(|v| !sdk.contains(v)).map(|v| (*v).to_owned()).collect();
+        assert_eq!(read.into_inner(), listed);
+        assert_eq!(ENV_VARS.len(), listed.len() + sdk.len(), "no variable is listed twice");
+    }
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {

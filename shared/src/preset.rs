@@ -205,7 +205,25 @@ impl Default for PresetCatalog {
     }
 }
 
+/// Why a preset file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PresetFileError {
+    #[error("cannot read preset file {}: {source}", path.display())]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error("preset file {}: {source}", path.display())]
+    Invalid { path: std::path::PathBuf, source: PresetError },
+}
+
 impl PresetCatalog {
+    /// Reads and validates the preset file at `path`; the built-in catalog when there is none.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, PresetFileError> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text =
+            std::fs::read_to_string(path).map_err(|source| PresetFileError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text).map_err(|source| PresetFileError::Invalid { path: path.to_owned(), source })
+    }
+
     /// Parses and validates a preset TOML file.
     pub fn from_toml(text: &str) -> Result<Self, PresetError> {
         let catalog: Self = toml::from_str(text)?;

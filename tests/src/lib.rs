@@ -345,13 +345,61 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// The value of an unlabelled (or exactly labelled) series in a metrics exposition.
+/// The value of `series` (name and labels, as exported) in a Prometheus text exposition. Panics
+/// when the series is not there, so a renamed metric or label fails the test instead of reading
+/// as 0.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| {
             l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
         })
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("{series} is not among the metrics:\n{text}"))
+}
+
+/// A process a test started (a worker binary); killed when dropped, so a test that fails midway
+/// leaves nothing behind polling its queue.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: std::process::Child,
+}
+
+impl ChildGuard {
+    /// Starts `command`.
+    pub fn spawn(command: &mut std::process::Command) -> Self {
+        Self { child: command.spawn().expect("the process starts") }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`…) as `kill -<signal>` would.
+    pub fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal} {}", self.child.id());
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("the process can be waited for")
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("the process can be waited for")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// A Redis server of the test's own, on a free port, that the test may stop and restart.
@@ -456,5 +504,30 @@ impl FakeEcsAgent {
 
     pub fn seen(&self) -> Vec<String> {
         self.requests.lock().expect("lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_series_is_a_failure_not_zero() {
+        let text = "# TYPE imgfleet_ready gauge\nimgfleet_ready 1\nimgfleet_jobs_total{outcome=\"completed\"} 3\n";
+        assert_eq!(metric(text, "imgfleet_ready"), 1.0);
+        assert_eq!(metric(text, "imgfleet_jobs_total{outcome=\"completed\"}"), 3.0);
+        let renamed = std::panic::catch_unwind(|| metric(text, "imgfleet_jobs_total{outcome=\"retried\"}"));
+        assert!(renamed.is_err(), "a series that is not exported must fail");
+        assert!(std::panic::catch_unwind(|| metric(text, "imgfleet_read")).is_err(), "a prefix is not a series");
+    }
+
+    #[test]
+    fn a_dropped_child_guard_kills_its_process() {
+        let guard = ChildGuard::spawn(std::process::Command::new("sleep").arg("60"));
+        let pid = guard.id().to_string();
+        let alive = || std::process::Command::new("kill").args(["-0", &pid]).status().unwrap().success();
+        assert!(alive());
+        drop(guard);
+        assert!(!alive(), "process {pid} outlived its guard");
     }
 }

@@ -5,7 +5,9 @@
 use imgfleet_shared::event::{Event, EventType};
 use imgfleet_tests::proxy::{Fault, FaultProxy, Service};
 use imgfleet_tests::*;
-use imgfleet_worker::adapters::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, S3Store, StoreError};
+use imgfleet_worker::adapters::storage::{
+    Deleted, Fetched, Head, ListPage, ListQuery, ObjectStore, PutOptions, S3Store, StoreError,
+};
 use imgfleet_worker::fleet::service::{RunningWorker, Worker};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -38,6 +40,10 @@ impl ObjectStore for SlowStore {
 
     async fn delete(&self, bucket: &str, key: &str, if_match: Option<&str>) -> Result<Deleted, StoreError> {
         self.inner.delete(bucket, key, if_match).await
+    }
+
+    async fn list(&self, bucket: &str, query: &ListQuery<'_>) -> Result<ListPage, StoreError> {
+        self.inner.list(bucket, query).await
     }
 }
 
@@ -164,19 +170,18 @@ async fn sigterm_finishes_running_jobs_and_loses_nothing() {
     for k in &keys {
         env.upload(&setup.bucket, k, big.clone()).await;
     }
-    let mut child = imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), &env, &setup, &env.endpoint)
-        .arg("run")
-        .env("IMGFLEET_CONCURRENCY", "1")
-        .env("IMGFLEET_SHUTDOWN_GRACE_SECS", "20")
-        .spawn()
-        .expect("worker binary starts");
+    let mut child = ChildGuard::spawn(
+        imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), &env, &setup, &env.endpoint)
+            .arg("run")
+            .env("IMGFLEET_CONCURRENCY", "1")
+            .env("IMGFLEET_SHUTDOWN_GRACE_SECS", "20"),
+    );
     // Stop it once the first upload is done, while others are queued or running.
     env.wait_events(&setup.stream, WAIT, |e| !completed_keys(e).is_empty()).await;
-    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(sent.success());
+    child.signal("TERM");
     let stopped = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.try_wait() {
             break s;
         }
         assert!(stopped.elapsed() < Duration::from_secs(25), "worker did not exit within the grace period");
@@ -270,8 +275,39 @@ async fn s3_errors_and_slowness_are_retried_without_a_hot_loop() {
     let metrics = http_get(worker.metrics_addr, "/metrics").await.1;
     assert!(metric(&metrics, "imgfleet_aws_errors_total{operation=\"GetObject\",service=\"s3\"}") >= 4.0, "{metrics}");
     assert!(metric(&metrics, "imgfleet_jobs_total{outcome=\"retried\"}") >= 4.0);
+    // 503s pass on their own: transient (kind storage), not a configuration error.
+    assert_eq!(metric(&metrics, "imgfleet_storage_config_errors_total{operation=\"GetObject\"}"), 0.0);
     worker.shutdown();
     worker.wait().await;
+}
+
+/// An S3 refusal no retry fixes (the configured output bucket does not exist: `NoSuchBucket`) is
+/// kind `storage_config`: counted as such, no event, and the message kept for its redrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_refusal_is_a_configuration_error_and_its_message_is_kept() {
+    let env = Env::new().await;
+    let setup = env.setup("s3config", 10, 30).await;
+    let mut config = env.config(&setup);
+    config.output_bucket = Some(format!("imgfleet-no-such-bucket-{}", std::process::id()));
+    let settings = imgfleet_worker::fleet::service::consumer_settings(&config, Duration::from_millis(500));
+    let worker = start_worker_with(&config, &env.sdk, settings).await;
+    let key = "uploads/config/me.jpg";
+    env.upload(&setup.bucket, key, photo(200, 150)).await;
+    let refused = "imgfleet_storage_config_errors_total{operation=\"PutObject\"}";
+    let twice = || async { metric(&http_get(worker.metrics_addr, "/metrics").await.1, refused) >= 2.0 };
+    eventually(WAIT, "PutObject into a missing bucket was not counted as a configuration error", twice).await;
+    let metrics = worker.metrics.clone();
+    worker.shutdown();
+    worker.wait().await;
+
+    let text = metrics.render();
+    assert!(metric(&text, "imgfleet_jobs_total{outcome=\"retried\"}") >= 2.0, "{text}");
+    assert!(metric(&text, "imgfleet_aws_errors_total{operation=\"PutObject\",service=\"s3\"}") >= 2.0);
+    assert!(metric(&text, "imgfleet_messages_deleted_total") <= 1.0, "only the s3:TestEvent is deleted");
+    let (visible, in_flight) = env.queue_counts(&setup.queue_url).await;
+    assert!(visible + in_flight >= 1, "the upload's message is kept");
+    let events = read_events(&env.redis_url, &setup.stream).await;
+    assert!(events.is_empty(), "a job kept for a retry publishes nothing: {events:?}");
 }
 
 /// SQS unreachable for 30 s: the worker stays up, reports not ready, and recovers by itself.
@@ -317,20 +353,19 @@ async fn a_killed_worker_s_job_completes_elsewhere_exactly_once() {
     let proxy = FaultProxy::start(&env.endpoint).await;
     proxy.set(Service::S3, Fault::Delay(Duration::from_secs(3)));
     let key = "uploads/kill9/me.jpg";
-    let mut child = imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), &env, &setup, &proxy.url())
-        .arg("run")
-        .env("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "10")
-        .spawn()
-        .expect("worker binary starts");
+    let mut child = ChildGuard::spawn(
+        imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), &env, &setup, &proxy.url())
+            .arg("run")
+            .env("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "10"),
+    );
     env.upload(&setup.bucket, key, photo(800, 600)).await;
     // Kill it while it is fetching the source (S3 answers after 3 s).
     let fetching = || async {
         proxy.seen().iter().any(|s| s.service == Service::S3 && s.method == "GET" && s.path.contains("kill9"))
     };
     eventually(WAIT, "the worker never fetched the upload", fetching).await;
-    let killed = std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    child.wait().unwrap();
+    child.signal("KILL");
+    child.wait();
     let killed_at = Instant::now();
     assert!(read_events(&env.redis_url, &setup.stream).await.is_empty(), "nothing was published before the kill");
 

@@ -196,7 +196,6 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
         rate: 1000.0,
         start_after: None,
         limit: None,
-        queue_url: setup.queue_url.clone(),
         output_bucket: None,
         output_prefix: "renditions/".into(),
         key_template: imgfleet_shared::keys::KeyTemplate::default(),
@@ -204,9 +203,10 @@ async fn backfill_enqueues_exactly_the_sources_that_need_renditions() {
         page_size: 50,
     };
     let stop = tokio_util::sync::CancellationToken::new();
+    let store = imgfleet_worker::adapters::storage::S3Store::new(env.s3.clone());
+    let queue = imgfleet_worker::adapters::queue::SqsQueue::new(env.sqs.clone(), &setup.queue_url);
     let mut seen = 0;
-    let dry =
-        imgfleet_worker::commands::backfill::run(&env.s3, &env.sqs, &request, &stop, |_| seen += 1).await.unwrap();
+    let dry = imgfleet_worker::commands::backfill::run(&store, &queue, &request, &stop, |_| seen += 1).await.unwrap();
     assert!(seen > 4, "progress is reported along the way");
     assert_eq!((dry.up_to_date, dry.missing, dry.stale, dry.enqueued), (120, 120, 60, 0), "{dry:?}");
     assert_eq!(dry.listed, dry.skipped + 300);

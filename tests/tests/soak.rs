@@ -5,16 +5,15 @@
 use imgfleet_shared::event::EventType;
 use imgfleet_tests::*;
 use std::collections::{HashMap, HashSet};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-fn start_worker(env: &Env, setup: &Setup) -> Child {
-    imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), env, setup, &env.endpoint)
-        .arg("run")
-        .env("IMGFLEET_CONCURRENCY", "1")
-        .env("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "10")
-        .spawn()
-        .expect("worker binary starts")
+fn start_worker(env: &Env, setup: &Setup) -> ChildGuard {
+    ChildGuard::spawn(
+        imgfleet_command(env!("CARGO_BIN_EXE_imgfleet-e2e-worker"), env, setup, &env.endpoint)
+            .arg("run")
+            .env("IMGFLEET_CONCURRENCY", "1")
+            .env("IMGFLEET_VISIBILITY_TIMEOUT_SECS", "10"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,8 +39,8 @@ async fn a_thousand_uploads_with_a_worker_killed_midway_lose_nothing() {
         }
         if i == uploads / 2 {
             // Mid-way, while jobs run: kill one worker outright, then start it again.
-            a.kill().unwrap();
-            a.wait().unwrap();
+            a.signal("KILL");
+            a.wait();
             a = start_worker(&env, &setup);
         }
     }
@@ -90,7 +89,7 @@ async fn a_thousand_uploads_with_a_worker_killed_midway_lose_nothing() {
         dead.len()
     );
     for mut w in [a, b] {
-        let _ = std::process::Command::new("kill").args(["-TERM", &w.id().to_string()]).status();
-        w.wait().unwrap();
+        w.signal("TERM");
+        w.wait();
     }
 }

@@ -4,7 +4,10 @@
 
 use crate::adapters::events::{EventSink, PublishError};
 use crate::adapters::queue::{Queue, QueueError, ReceivedMessage};
-use crate::adapters::storage::{Deleted, Fetched, Head, ObjectStore, PutOptions, StoreError};
+use crate::adapters::storage::{
+    Deleted, Fetched, Head, ListPage, ListQuery, ListedObject, ObjectStore, PutOptions, StoreError,
+};
+use imgfleet_shared::envelope::{ObjectRef, s3_put_notification};
 use imgfleet_shared::event::Event;
 use imgfleet_shared::event::now_ms;
 use imgfleet_shared::keys::clean_source_key;
@@ -13,8 +16,9 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 struct Stored {
@@ -101,19 +105,15 @@ impl Queue for LocalQueue {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = Instant::now() + wait;
         loop {
             let notified = self.notify.notified();
             let got = self.take(max.max(1) as usize, visibility);
-            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+            if !got.is_empty() || Instant::now() >= deadline {
                 return Ok(got);
             }
             // Re-check at least every 100 ms so expired visibility is noticed.
-            let _ = tokio::time::timeout_at(
-                deadline.min(tokio::time::Instant::now() + Duration::from_millis(100)),
-                notified,
-            )
-            .await;
+            let _ = tokio::time::timeout_at(deadline.min(Instant::now() + Duration::from_millis(100)), notified).await;
         }
     }
 
@@ -141,6 +141,13 @@ impl Queue for LocalQueue {
             *until = Instant::now() + Duration::from_secs(u64::from(seconds));
         }
         Ok(())
+    }
+
+    async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<(String, String)>, QueueError> {
+        for body in bodies {
+            self.send(body);
+        }
+        Ok(Vec::new())
     }
 
     async fn visible_messages(&self, _url: Option<&str>) -> Result<i64, QueueError> {
@@ -173,6 +180,40 @@ impl DirStore {
         std::fs::write(&path, body)?;
         Ok(etag(body))
     }
+
+    /// Writes an object as an upload does and returns the S3 notification its bucket would send.
+    pub fn upload_notified(&self, bucket: &str, key: &str, body: &[u8]) -> std::io::Result<String> {
+        let object = ObjectRef {
+            bucket: bucket.into(),
+            key: key.into(),
+            size: Some(body.len() as u64),
+            etag: Some(self.upload(bucket, key, body)?),
+            ..Default::default()
+        };
+        Ok(s3_put_notification(bucket, &object, "2026-01-01T00:00:00.000Z"))
+    }
+}
+
+/// Every file under `root`, as keys (`/`-separated paths relative to it).
+fn files_under(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                keys.push(relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
+            }
+        }
+    }
+    Ok(keys)
 }
 
 fn etag(body: &[u8]) -> String {
@@ -248,6 +289,37 @@ impl ObjectStore for DirStore {
                 transient: true,
             }),
         }
+    }
+
+    async fn list(&self, bucket: &str, query: &ListQuery<'_>) -> Result<ListPage, StoreError> {
+        let ListQuery { prefix, start_after, page, max_keys } = *query;
+        let root = self.root.join(clean_source_key(bucket));
+        let failed = |message: String| StoreError::Failed {
+            operation: "ListObjectsV2",
+            bucket: bucket.into(),
+            key: prefix.into(),
+            message,
+            transient: true,
+        };
+        let mut keys = tokio::task::spawn_blocking(move || files_under(&root))
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?;
+        keys.sort();
+        // The page token is the last key of the previous page.
+        let after = page.or(start_after).unwrap_or("");
+        keys.retain(|k| k.starts_with(prefix) && k.as_str() > after);
+        let more = keys.len() > max_keys.max(1) as usize;
+        keys.truncate(max_keys.max(1) as usize);
+        let mut objects = Vec::with_capacity(keys.len());
+        for key in keys {
+            let path = self.path(bucket, &key);
+            let body = tokio::fs::read(&path).await.map_err(|e| failed(e.to_string()))?;
+            let modified = tokio::fs::metadata(&path).await.ok().and_then(|m| m.modified().ok());
+            objects.push(ListedObject { size: body.len() as u64, etag: Some(etag(&body)), modified, key });
+        }
+        let next = if more { objects.last().map(|o| o.key.clone()) } else { None };
+        Ok(ListPage { objects, next })
     }
 }
 

@@ -1,9 +1,9 @@
-//! Queue: the narrow interface the consumer needs from SQS (receive, delete, change visibility,
-//! depth), with the SQS implementation. The in-process queue of `imgfleet demo` lives in [`crate::adapters::local`].
+//! Queue: the narrow interface the fleet needs from SQS (receive, delete, change visibility,
+//! depth; send, for `imgfleet backfill`), with the SQS implementation. The in-process queue of `imgfleet demo` lives in [`crate::adapters::local`].
 
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use std::future::Future;
 use std::time::Duration;
@@ -70,6 +70,11 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Messages visible in the queue at `url` (its own URL when `None`).
     fn visible_messages(&self, url: Option<&str>) -> impl Future<Output = Result<i64, QueueError>> + Send;
+
+    /// Sends up to 10 message bodies; returns the index (as a string) of each body that was not
+    /// sent, with the reason.
+    fn send_batch(&self, bodies: Vec<String>)
+    -> impl Future<Output = Result<Vec<(String, String)>, QueueError>> + Send;
 }
 
 /// SQS through the AWS SDK.
@@ -181,6 +186,26 @@ impl Queue for SqsQueue {
         Ok(batch_failures(out.failed, &entries))
     }
 
+    async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<(String, String)>, QueueError> {
+        let refused =
+            |e: aws_sdk_sqs::error::BuildError| QueueError { operation: "SendMessageBatch", message: e.to_string() };
+        let entries = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(refused)?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(sqs_error("SendMessageBatch"))?;
+        Ok(out.failed.into_iter().map(|f| (f.id, f.code)).collect())
+    }
+
     async fn visible_messages(&self, url: Option<&str>) -> Result<i64, QueueError> {
         let out = self
             .client
@@ -227,5 +252,12 @@ impl<T: Queue> Queue for std::sync::Arc<T> {
 
     fn visible_messages(&self, url: Option<&str>) -> impl Future<Output = Result<i64, QueueError>> + Send {
         (**self).visible_messages(url)
+    }
+
+    fn send_batch(
+        &self,
+        bodies: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, QueueError>> + Send {
+        (**self).send_batch(bodies)
     }
 }

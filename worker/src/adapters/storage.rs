@@ -36,6 +36,33 @@ pub enum Deleted {
     Missing,
 }
 
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// Which objects a listing asks for: up to `max_keys` under `prefix`, in key order, those after
+/// `start_after` on the first page (`page` `None`), then from where the page token `page` says.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery<'a> {
+    pub prefix: &'a str,
+    pub start_after: Option<&'a str>,
+    pub page: Option<&'a str>,
+    pub max_keys: i32,
+}
+
+/// One page of a listing, in key order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// How a rendition is stored.
 #[derive(Debug, Clone, Default)]
 pub struct PutOptions {
@@ -126,6 +153,9 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &str,
         if_match: Option<&str>,
     ) -> impl Future<Output = Result<Deleted, StoreError>> + Send;
+
+    /// One page of the objects of `bucket` that `query` asks for.
+    fn list(&self, bucket: &str, query: &ListQuery<'_>) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 }
 
 /// S3 through the AWS SDK.
@@ -218,6 +248,66 @@ impl ObjectStore for S3Store {
                 Some(404) => Ok(Deleted::Missing),
                 _ => Err(failed("DeleteObject", bucket, key, &e)),
             },
+        }
+    }
+
+    async fn list(&self, bucket: &str, query: &ListQuery<'_>) -> Result<ListPage, StoreError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(query.prefix)
+            .set_start_after(query.start_after.filter(|_| query.page.is_none()).map(str::to_owned))
+            .set_continuation_token(query.page.map(str::to_owned))
+            .max_keys(query.max_keys)
+            // Keys may hold characters XML cannot carry; S3 then needs URL encoding.
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .send()
+            .await
+            .map_err(|e| failed("ListObjectsV2", bucket, query.prefix, &e))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ListedObject {
+                    key: imgfleet_shared::envelope::decode_s3_key(o.key()?).ok()?,
+                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    etag: o.e_tag().map(|t| t.trim_matches('"').to_owned()),
+                    modified: o.last_modified().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                })
+            })
+            .collect();
+        Ok(ListPage { objects, next: out.next_continuation_token().map(str::to_owned) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_answers_are_transient_or_need_the_deployment_fixed() {
+        for (status, code) in [
+            (500, Some("InternalError")),
+            (503, Some("SlowDown")),
+            (503, None),
+            (429, None),
+            (400, Some("RequestTimeout")),
+            (400, Some("ExpiredToken")),
+            (400, Some("KMS.ThrottlingException")),
+        ] {
+            assert!(is_transient(status, code), "{status} {code:?} passes on its own");
+        }
+        for (status, code) in [
+            (403, Some("AccessDenied")),
+            (404, Some("NoSuchBucket")),
+            (400, Some("InvalidArgument")),
+            (301, Some("PermanentRedirect")),
+            (400, Some("KMS.NotFoundException")),
+            (403, Some("KMS.DisabledException")),
+            (403, None),
+        ] {
+            assert!(!is_transient(status, code), "{status} {code:?} needs the deployment fixed");
         }
     }
 }

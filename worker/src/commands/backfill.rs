@@ -12,10 +12,9 @@
 //! resume point: everything up to it has been enqueued or found up to date. `start_after` takes it
 //! back. Sends are paced to `rate` messages a second so a backfill never starves live uploads.
 
-use crate::adapters::storage::{Head, ObjectStore, S3Store};
+use crate::adapters::queue::{MAX_BATCH, Queue, QueueError};
+use crate::adapters::storage::{Head, ListQuery, ListedObject, ObjectStore, StoreError};
 use crate::fleet::job::{META_PRESET_FINGERPRINT, META_SOURCE_ETAG};
-use anyhow::{Context as _, anyhow};
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures_util::StreamExt as _;
 use imgfleet_shared::Preset;
 use imgfleet_shared::keys::{self, KeyTemplate};
@@ -46,7 +45,6 @@ pub struct BackfillRequest {
     pub start_after: Option<String>,
     /// Stop after this many listed objects (then resume from `last_key`).
     pub limit: Option<u64>,
-    pub queue_url: String,
     /// Where renditions are: `None` means the source bucket.
     pub output_bucket: Option<String>,
     pub output_prefix: String,
@@ -82,15 +80,6 @@ enum Need {
     Stale,
 }
 
-/// One listed object.
-#[derive(Debug, Clone)]
-struct Listed {
-    key: String,
-    size: u64,
-    etag: Option<String>,
-    modified: Option<SystemTime>,
-}
-
 /// Paces sends to a rate.
 #[derive(Debug)]
 struct Pacer {
@@ -117,106 +106,117 @@ impl Pacer {
     }
 }
 
-/// Runs a backfill; `progress` sees the counts after each batch. Cancelling `stop` ends it after
-/// the batch in hand, with `complete` false and a resume key.
-pub async fn run(
-    s3: &aws_sdk_s3::Client,
-    sqs: &aws_sdk_sqs::Client,
+/// Why a backfill stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackfillError {
+    #[error("the rate must be above 0 messages a second")]
+    Rate,
+    /// Listing the sources failed.
+    #[error("{0}")]
+    List(StoreError),
+    #[error("reading rendition metadata: {0}")]
+    Head(StoreError),
+    #[error("{0}")]
+    Send(QueueError),
+    #[error("SendMessageBatch refused {count} job(s): {reason}")]
+    Refused { count: usize, reason: String },
+}
+
+/// A command-line value that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadArgument(String);
+
+/// Runs a backfill over `store`, sending jobs to `queue`; `progress` sees the counts after each
+/// batch. Cancelling `stop` ends it after the batch in hand, with `complete` false and a resume key.
+pub async fn run<S: ObjectStore, Q: Queue>(
+    store: &S,
+    queue: &Q,
     request: &BackfillRequest,
     stop: &CancellationToken,
     mut progress: impl FnMut(&BackfillSummary),
-) -> anyhow::Result<BackfillSummary> {
+) -> Result<BackfillSummary, BackfillError> {
     if request.rate.is_nan() || request.rate <= 0.0 {
-        return Err(anyhow!("the rate must be above 0 messages a second"));
+        return Err(BackfillError::Rate);
     }
-    let store = S3Store::new(s3.clone());
-    let fingerprint = request.preset.fingerprint();
-    let batch_size = (request.rate.floor() as usize).clamp(1, 10);
-    let mut pacer = Pacer::new(request.rate);
+    let mut sender = Sender { queue, request, pacer: Pacer::new(request.rate), batch: Vec::new() };
     let mut summary = BackfillSummary::default();
-    let mut token: Option<String> = None;
+    let mut page: Option<String> = None;
     loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(&request.bucket)
-            .prefix(&request.prefix)
-            .set_start_after(request.start_after.clone().filter(|_| token.is_none()))
-            .set_continuation_token(token.clone())
-            .max_keys(request.page_size)
-            // Keys may hold characters XML cannot carry; S3 then needs URL encoding.
-            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "ListObjectsV2 s3://{}/{}: {}",
-                    request.bucket,
-                    request.prefix,
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )
-            })?;
-        let mut objects: Vec<Listed> = page
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                Some(Listed {
-                    key: imgfleet_shared::envelope::decode_s3_key(o.key()?).ok()?,
-                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                    etag: o.e_tag().map(|t| t.trim_matches('"').to_owned()),
-                    modified: o.last_modified().and_then(|t| SystemTime::try_from(*t).ok()),
-                })
-            })
-            .collect();
+        let query = ListQuery {
+            prefix: &request.prefix,
+            start_after: request.start_after.as_deref(),
+            page: page.as_deref(),
+            max_keys: request.page_size,
+        };
+        let listed = store.list(&request.bucket, &query).await.map_err(BackfillError::List)?;
+        let mut objects = listed.objects;
         if let Some(limit) = request.limit {
             objects.truncate(limit.saturating_sub(summary.listed) as usize);
         }
-        let checks = futures_util::stream::iter(objects)
-            .map(|o| async {
-                let need = if wanted(request, &o) { check(&store, request, &fingerprint, &o).await? } else { None };
-                anyhow::Ok((o, need))
-            })
-            .buffered(CHECKS_IN_FLIGHT);
-        tokio::pin!(checks);
-        let mut batch: Vec<Listed> = Vec::new();
-        let mut stopped = false;
-        while let Some(checked) = checks.next().await {
-            let (object, need) = checked?;
-            summary.listed += 1;
-            match need {
-                None => summary.skipped += 1,
-                Some(Need::UpToDate) => summary.up_to_date += 1,
-                Some(Need::Missing) => summary.missing += 1,
-                Some(Need::Stale) => summary.stale += 1,
-            }
-            let key = object.key.clone();
-            if matches!(need, Some(Need::Missing | Need::Stale)) {
-                batch.push(object);
-            }
-            if batch.len() >= batch_size {
-                send(sqs, request, &mut pacer, &mut batch, &mut summary).await?;
-                progress(&summary);
-            }
-            // Every object up to this one is handled once any pending batch is sent, which happens
-            // before this function returns.
-            summary.last_key = Some(key);
-            if stop.is_cancelled() {
-                stopped = true;
-                break;
-            }
-        }
-        send(sqs, request, &mut pacer, &mut batch, &mut summary).await?;
-        progress(&summary);
+        let stopped = handle_page(store, &mut sender, objects, &mut summary, stop, &mut progress).await?;
         let at_limit = request.limit.is_some_and(|l| summary.listed >= l);
-        token = page.next_continuation_token().map(str::to_owned);
-        if stopped || at_limit || token.is_none() {
+        page = listed.next;
+        if stopped || at_limit || page.is_none() {
             summary.complete = !stopped && !at_limit;
             return Ok(summary);
         }
     }
 }
 
+/// Checks one page of objects (HEADs in parallel, handled in key order) and sends the jobs the
+/// missing and stale ones need; true when `stop` ended it early.
+async fn handle_page<S: ObjectStore, Q: Queue>(
+    store: &S,
+    sender: &mut Sender<'_, Q>,
+    objects: Vec<ListedObject>,
+    summary: &mut BackfillSummary,
+    stop: &CancellationToken,
+    progress: &mut impl FnMut(&BackfillSummary),
+) -> Result<bool, BackfillError> {
+    let request = sender.request;
+    let fingerprint = request.preset.fingerprint();
+    let checks = futures_util::stream::iter(objects)
+        .map(|o| async {
+            let need = if wanted(request, &o) { check(store, request, &fingerprint, &o).await? } else { None };
+            Ok::<_, BackfillError>((o, need))
+        })
+        .buffered(CHECKS_IN_FLIGHT);
+    tokio::pin!(checks);
+    let mut stopped = false;
+    while let Some(checked) = checks.next().await {
+        let (object, need) = checked?;
+        summary.listed += 1;
+        match need {
+            None => summary.skipped += 1,
+            Some(Need::UpToDate) => summary.up_to_date += 1,
+            Some(Need::Missing) => summary.missing += 1,
+            Some(Need::Stale) => summary.stale += 1,
+        }
+        let key = object.key.clone();
+        if matches!(need, Some(Need::Missing | Need::Stale)) {
+            sender.batch.push(object);
+        }
+        if sender.batch.len() >= sender.batch_size() {
+            sender.send(summary).await?;
+            progress(summary);
+        }
+        // Every object up to this one is handled once any pending batch is sent, which happens
+        // before this function returns.
+        summary.last_key = Some(key);
+        if stop.is_cancelled() {
+            stopped = true;
+            break;
+        }
+    }
+    sender.send(summary).await?;
+    progress(summary);
+    Ok(stopped)
+}
+
 /// Whether a listed object is a candidate at all.
-fn wanted(request: &BackfillRequest, o: &Listed) -> bool {
+fn wanted(request: &BackfillRequest, o: &ListedObject) -> bool {
     if keys::is_output_key(&o.key, &request.output_prefix) || o.key.ends_with('/') {
         return false;
     }
@@ -237,12 +237,12 @@ fn wanted(request: &BackfillRequest, o: &Listed) -> bool {
 
 /// HEADs every key the preset writes for `o`.
 /// `None` when no rendition key can be made for it (too long): the worker would refuse it, so it is skipped.
-async fn check(
-    store: &S3Store,
+async fn check<S: ObjectStore>(
+    store: &S,
     request: &BackfillRequest,
     fingerprint: &str,
-    o: &Listed,
-) -> anyhow::Result<Option<Need>> {
+    o: &ListedObject,
+) -> Result<Option<Need>, BackfillError> {
     let bucket = request.output_bucket.as_deref().unwrap_or(&request.bucket);
     let Ok(keys) = request.key_template.preset_keys(&request.output_prefix, &o.key, &request.preset) else {
         return Ok(None);
@@ -250,7 +250,7 @@ async fn check(
     let heads = futures_util::future::join_all(keys.iter().map(|k| store.head(bucket, k))).await;
     let mut need = Need::UpToDate;
     for head in heads {
-        match head.context("reading rendition metadata")? {
+        match head.map_err(BackfillError::Head)? {
             None => return Ok(Some(Need::Missing)),
             Some(Head { metadata, .. }) => {
                 let current = metadata.get(META_PRESET_FINGERPRINT).is_some_and(|f| f == fingerprint)
@@ -264,64 +264,68 @@ async fn check(
     Ok(Some(need))
 }
 
-/// Sends `batch` as one `SendMessageBatch` (paced), unless this is a dry run.
-async fn send(
-    sqs: &aws_sdk_sqs::Client,
-    request: &BackfillRequest,
-    pacer: &mut Pacer,
-    batch: &mut Vec<Listed>,
-    summary: &mut BackfillSummary,
-) -> anyhow::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
+/// Collects the sources that need a job and sends their jobs in paced batches.
+struct Sender<'a, Q> {
+    queue: &'a Q,
+    request: &'a BackfillRequest,
+    pacer: Pacer,
+    batch: Vec<ListedObject>,
+}
+
+impl<Q: Queue> Sender<'_, Q> {
+    /// Jobs per `SendMessageBatch`: up to SQS's limit, fewer when the rate is below it.
+    fn batch_size(&self) -> usize {
+        (self.request.rate.floor() as usize).clamp(1, MAX_BATCH)
     }
-    if !request.dry_run {
-        pacer.admit(batch.len()).await;
-        let entries = batch
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let mut job = serde_json::json!({"v": 1, "bucket": request.bucket, "key": o.key, "size": o.size});
-                if let Some(etag) = &o.etag {
-                    job["etag"] = etag.clone().into();
-                }
-                if let Some(preset) = &request.preset_name {
-                    job["preset"] = preset.clone().into();
-                }
-                SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(job.to_string()).build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = sqs
-            .send_message_batch()
-            .queue_url(&request.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| anyhow!("SendMessageBatch: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        if let Some(failed) = out.failed().first() {
-            return Err(anyhow!("SendMessageBatch refused {} job(s): {}", out.failed().len(), failed.code()));
+
+    /// Sends the batch as one `SendMessageBatch` (paced), unless this is a dry run.
+    async fn send(&mut self, summary: &mut BackfillSummary) -> Result<(), BackfillError> {
+        if self.batch.is_empty() {
+            return Ok(());
         }
-        summary.enqueued += batch.len() as u64;
+        if !self.request.dry_run {
+            self.pacer.admit(self.batch.len()).await;
+            let bodies = self.batch.iter().map(|o| job_message(self.request, o)).collect();
+            let refused = self.queue.send_batch(bodies).await.map_err(BackfillError::Send)?;
+            if let Some((_, reason)) = refused.first() {
+                return Err(BackfillError::Refused { count: refused.len(), reason: reason.clone() });
+            }
+            summary.enqueued += self.batch.len() as u64;
+        }
+        self.batch.clear();
+        Ok(())
     }
-    batch.clear();
-    Ok(())
+}
+
+/// The direct job message that renders `o` (with its size and ETag, and the preset when named).
+fn job_message(request: &BackfillRequest, o: &ListedObject) -> String {
+    let mut job = serde_json::json!({"v": 1, "bucket": request.bucket, "key": o.key, "size": o.size});
+    if let Some(etag) = &o.etag {
+        job["etag"] = etag.clone().into();
+    }
+    if let Some(preset) = &request.preset_name {
+        job["preset"] = preset.clone().into();
+    }
+    job.to_string()
 }
 
 /// Parses `2026-01-31` or an RFC 3339 time (`2026-01-31T12:00:00Z`).
-pub fn parse_since(text: &str) -> anyhow::Result<SystemTime> {
+pub fn parse_since(text: &str) -> Result<SystemTime, BadArgument> {
     use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
     let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
     let t = DateTime::from_str(&full, DateTimeFormat::DateTime)
-        .map_err(|_| anyhow!("--since {text:?} is not a date like 2026-01-31 or 2026-01-31T12:00:00Z"))?;
-    SystemTime::try_from(t).map_err(|_| anyhow!("--since {text:?} is out of range"))
+        .map_err(|_| BadArgument(format!("--since {text:?} is not a date like 2026-01-31 or 2026-01-31T12:00:00Z")))?;
+    SystemTime::try_from(t).map_err(|_| BadArgument(format!("--since {text:?} is out of range")))
 }
 
 /// Parses `50` or `50/s`.
-pub fn parse_rate(text: &str) -> anyhow::Result<f64> {
+pub fn parse_rate(text: &str) -> Result<f64, BadArgument> {
     let n = text.trim().trim_end_matches("/s").trim();
     match n.parse::<f64>() {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
-        _ => Err(anyhow!("--rate {text:?} is not a positive number of messages a second, like 50 or 50/s")),
+        _ => {
+            Err(BadArgument(format!("--rate {text:?} is not a positive number of messages a second, like 50 or 50/s")))
+        }
     }
 }
 
@@ -354,5 +358,90 @@ mod tests {
         let later = start + Duration::from_secs(60);
         assert_eq!(pacer.reserve(10, later), later);
         assert_eq!(pacer.reserve(10, later) - later, Duration::from_millis(500));
+    }
+
+    fn request(page_size: i32) -> BackfillRequest {
+        BackfillRequest {
+            bucket: "b".into(),
+            prefix: "legacy/".into(),
+            preset_name: None,
+            preset: imgfleet_shared::PresetCatalog::default().default_preset().clone(),
+            since: None,
+            extensions: vec![],
+            dry_run: false,
+            rate: 1000.0,
+            start_after: None,
+            limit: None,
+            output_bucket: None,
+            output_prefix: "renditions/".into(),
+            key_template: KeyTemplate::default(),
+            max_source_bytes: 1 << 20,
+            page_size,
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_of_a_local_bucket_become_one_job_per_source_and_resume_where_they_stopped() {
+        use crate::adapters::local::{DirStore, LocalQueue};
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::new(dir.path());
+        for i in 0..25 {
+            store.upload("b", &format!("legacy/{i:02}.jpg"), b"any bytes").unwrap();
+        }
+        store.upload("b", "other/x.jpg", b"outside the prefix").unwrap();
+        store.upload("b", "legacy/empty.jpg", b"").unwrap();
+        let queue = LocalQueue::new();
+        let stop = CancellationToken::new();
+
+        // Pages of 10, stopped after 12 objects: a resume key, and jobs for those 12.
+        let first = run(&store, &queue, &BackfillRequest { limit: Some(12), ..request(10) }, &stop, |_| {}).await;
+        let first = first.unwrap();
+        assert_eq!((first.listed, first.missing, first.enqueued, first.complete), (12, 12, 12, false));
+        assert_eq!(first.last_key.as_deref(), Some("legacy/11.jpg"));
+        let resumed = BackfillRequest { start_after: first.last_key.clone(), ..request(10) };
+        let rest = run(&store, &queue, &resumed, &stop, |_| {}).await.unwrap();
+        assert_eq!((rest.listed, rest.skipped, rest.enqueued, rest.complete), (14, 1, 13, true), "{rest:?}");
+
+        let mut keys = Vec::new();
+        while let Ok(got) = queue.receive(10, Duration::ZERO, Duration::from_secs(30)).await {
+            if got.is_empty() {
+                break;
+            }
+            keys.extend(got.iter().map(|m| serde_json::from_str::<serde_json::Value>(&m.body).unwrap()["key"].clone()));
+        }
+        let want: Vec<serde_json::Value> = (0..25).map(|i| format!("legacy/{i:02}.jpg").into()).collect();
+        assert_eq!(keys, want, "one job per source, in key order, none twice");
+    }
+
+    #[tokio::test]
+    async fn a_refused_send_stops_the_backfill_with_its_reason() {
+        struct Refusing;
+        impl Queue for Refusing {
+            async fn receive(
+                &self,
+                _: i32,
+                _: Duration,
+                _: Duration,
+            ) -> Result<Vec<crate::adapters::queue::ReceivedMessage>, QueueError> {
+                Ok(vec![])
+            }
+            async fn delete_batch(&self, _: Vec<(String, String)>) -> Result<Vec<(String, String)>, QueueError> {
+                Ok(vec![])
+            }
+            async fn set_visibility(&self, _: &str, _: u32) -> Result<(), QueueError> {
+                Ok(())
+            }
+            async fn visible_messages(&self, _: Option<&str>) -> Result<i64, QueueError> {
+                Ok(0)
+            }
+            async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<(String, String)>, QueueError> {
+                Ok((0..bodies.len()).map(|i| (i.to_string(), "KmsAccessDenied".to_owned())).collect())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::adapters::local::DirStore::new(dir.path());
+        store.upload("b", "legacy/a.jpg", b"any bytes").unwrap();
+        let err = run(&store, &Refusing, &request(10), &CancellationToken::new(), |_| {}).await.unwrap_err();
+        assert_eq!(err.to_string(), "SendMessageBatch refused 1 job(s): KmsAccessDenied");
     }
 }

@@ -1,5 +1,7 @@
 //! The `imgfleet` command line: `process`, `run`, `demo`, `backfill`, `presign` and `healthcheck`.
 
+use crate::adapters::queue::SqsQueue;
+use crate::adapters::storage::S3Store;
 use crate::commands::process::{self, ProcessRequest, Status};
 use crate::commands::{backfill, demo, presign};
 use crate::fleet::service;
@@ -154,13 +156,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     telemetry::init_with(config.log_format, "warn");
+    let (json, queue_url) = (args.json, args.queue_url.clone().or(config.queue_url.clone()));
+    let request = backfill_request(args, &config)?;
+    let queue_url = queue_url.context("no queue: set IMGFLEET_QUEUE_URL or --queue-url")?;
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let summary = runtime()?.block_on(async {
+        let sdk = service::aws_config().await;
+        let store = S3Store::new(service::s3_client(&sdk));
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            service::shutdown_signal().await;
+            on_signal.cancel();
+        });
+        backfill::run(&store, &queue, &request, &stop, |s| {
+            bar.set_message(format!(
+                "listed {} · up to date {} · missing {} · stale {} · enqueued {}",
+                s.listed, s.up_to_date, s.missing, s.stale, s.enqueued
+            ));
+        })
+        .await
+    })?;
+    bar.finish_and_clear();
+    print_backfill_summary(&summary, json, request.dry_run)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `imgfleet backfill` was asked to do, with the worker's settings and presets.
+fn backfill_request(args: BackfillArgs, config: &Config) -> anyhow::Result<backfill::BackfillRequest> {
     let catalog = load_catalog(config.presets.as_ref())?;
     let preset = match &args.preset {
         Some(name) => catalog.get(name).with_context(|| format!("--preset {name:?} is not in the preset file"))?,
         None => catalog.default_preset(),
     };
-    let queue_url = args.queue_url.or(config.queue_url).context("no queue: set IMGFLEET_QUEUE_URL or --queue-url")?;
-    let request = backfill::BackfillRequest {
+    Ok(backfill::BackfillRequest {
         bucket: args.bucket,
         prefix: args.prefix,
         preset_name: args.preset.clone(),
@@ -171,40 +205,20 @@ fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         rate: backfill::parse_rate(&args.rate)?,
         start_after: args.start_after,
         limit: args.limit,
-        queue_url,
         output_bucket: config.output_bucket.clone(),
         output_prefix: config.output_prefix.clone(),
         key_template: config.key_template.clone(),
         max_source_bytes: catalog.limits.max_source_bytes,
         page_size: 1000,
-    };
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let summary = runtime()?.block_on(async {
-        let sdk = service::aws_config().await;
-        let (s3, sqs) = (service::s3_client(&sdk), aws_sdk_sqs::Client::new(&sdk));
-        let stop = tokio_util::sync::CancellationToken::new();
-        let on_signal = stop.clone();
-        tokio::spawn(async move {
-            service::shutdown_signal().await;
-            on_signal.cancel();
-        });
-        backfill::run(&s3, &sqs, &request, &stop, |s| {
-            bar.set_message(format!(
-                "listed {} · up to date {} · missing {} · stale {} · enqueued {}",
-                s.listed, s.up_to_date, s.missing, s.stale, s.enqueued
-            ));
-        })
-        .await
-    })?;
-    bar.finish_and_clear();
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+    })
+}
+
+/// The counts (as JSON or a table) on stdout, and how it ended on stderr.
+fn print_backfill_summary(summary: &backfill::BackfillSummary, json: bool, dry_run: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
     } else {
-        let would = if request.dry_run { " (dry run: nothing sent)" } else { "" };
+        let would = if dry_run { " (dry run: nothing sent)" } else { "" };
         println!("listed      {}", summary.listed);
         println!("skipped     {}", summary.skipped);
         println!("up to date  {}", summary.up_to_date);
@@ -217,7 +231,7 @@ fn backfill_command(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         (Some(key), false) => eprintln!("stopped early; resume with: --start-after {}", shell_quote(key)),
         (None, false) => eprintln!("stopped before any object was handled"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn presign_command(
@@ -261,9 +275,7 @@ fn shell_quote(s: &str) -> String {
 }
 
 fn load_catalog(path: Option<&PathBuf>) -> anyhow::Result<PresetCatalog> {
-    let Some(path) = path else { return Ok(PresetCatalog::default()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read preset file {}", path.display()))?;
-    PresetCatalog::from_toml(&text).with_context(|| format!("preset file {}", path.display()))
+    Ok(PresetCatalog::load(path.map(PathBuf::as_path))?)
 }
 
 fn process_command(

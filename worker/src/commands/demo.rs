@@ -5,7 +5,6 @@
 use crate::adapters::local::{DirStore, JsonlSink, LocalQueue};
 use crate::fleet::service::{self, Adapters, StartError, Worker};
 use imgfleet_shared::config::Config;
-use imgfleet_shared::envelope::{ObjectRef, s3_put_notification};
 use jpeg_encoder::{ColorType, Encoder};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -107,25 +106,11 @@ pub async fn run(request: &DemoRequest) -> Result<DemoReport, DemoError> {
     let store = DirStore::new(request.dir.join("s3"));
     let events = JsonlSink::create(&events_file, request.quiet).map_err(io)?;
     let queue = Arc::new(LocalQueue::new());
-
     let uploads = match request.images.is_empty() {
         true => samples(request.count),
         false => user_images(&request.images).map_err(io)?,
     };
-    queue.send(format!(
-        r#"{{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-01-01T00:00:00.000Z","Bucket":"{DEMO_BUCKET}"}}"#
-    ));
-    for (key, body) in &uploads {
-        let etag = store.upload(DEMO_BUCKET, key, body).map_err(io)?;
-        let object = ObjectRef {
-            bucket: DEMO_BUCKET.into(),
-            key: key.clone(),
-            size: Some(body.len() as u64),
-            etag: Some(etag),
-            ..Default::default()
-        };
-        queue.send(s3_put_notification(DEMO_BUCKET, &object, "2026-01-01T00:00:00.000Z"));
-    }
+    upload_all(&store, &queue, &uploads).map_err(io)?;
 
     let config = Config {
         metrics_addr: ([127, 0, 0, 1], 0).into(),
@@ -150,21 +135,37 @@ pub async fn run(request: &DemoRequest) -> Result<DemoReport, DemoError> {
     let metrics = worker.metrics.clone();
     worker.shutdown();
     worker.wait().await;
-    let megapixels = std::fs::read_to_string(&events_file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<imgfleet_shared::event::Event>(l).ok())
-        .map(|e| f64::from(e.source.width.unwrap_or(0)) * f64::from(e.source.height.unwrap_or(0)) / 1e6)
-        .sum();
     Ok(DemoReport {
         uploads: uploads.len(),
         completed: metrics.jobs.with_label_values(&["completed"]).get(),
         failed: metrics.jobs.with_label_values(&["failed"]).get(),
         seconds,
-        source_megapixels: megapixels,
+        source_megapixels: source_megapixels(&events_file),
         renditions_dir: store.path(DEMO_BUCKET, &config.output_prefix),
         events_file,
     })
+}
+
+/// Puts each upload in the local bucket and its S3 notification on the queue, after the
+/// `s3:TestEvent` S3 sends when notifications are configured.
+fn upload_all(store: &DirStore, queue: &LocalQueue, uploads: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    queue.send(format!(
+        r#"{{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-01-01T00:00:00.000Z","Bucket":"{DEMO_BUCKET}"}}"#
+    ));
+    for (key, body) in uploads {
+        queue.send(store.upload_notified(DEMO_BUCKET, key, body)?);
+    }
+    Ok(())
+}
+
+/// The megapixels of every source an event in `events_file` reports.
+fn source_megapixels(events_file: &Path) -> f64 {
+    std::fs::read_to_string(events_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<imgfleet_shared::event::Event>(l).ok())
+        .map(|e| f64::from(e.source.width.unwrap_or(0)) * f64::from(e.source.height.unwrap_or(0)) / 1e6)
+        .sum()
 }
 
 fn user_images(paths: &[PathBuf]) -> std::io::Result<Vec<(String, Vec<u8>)>> {

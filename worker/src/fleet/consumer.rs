@@ -34,7 +34,7 @@ use imgfleet_shared::event::now_ms;
 use imgfleet_shared::keys;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -120,13 +120,7 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
                 _ = shutdown.cancelled() => break,
                 permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
             };
-            let mut permits = vec![first];
-            while permits.len() < MAX_BATCH {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
+            let permits = more_permits(&slots, first);
             let mut receive = Box::pin(Arc::clone(&this).receive(permits.len()));
             let received = tokio::select! {
                 r = &mut receive => Some(r),
@@ -141,40 +135,63 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
                 Ok(m) => m,
                 Err(e) => {
                     failures += 1;
-                    this.queue_error(&e);
-                    this.health.set_queue_ok(false, &this.metrics);
-                    let pause = this.settings.backoff(failures).min(Duration::from_secs(10));
-                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "receive failed");
+                    let pause = this.receive_failed(&e, failures);
                     tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(pause) => continue }
                 }
             };
             failures = 0;
             this.health.set_queue_ok(true, &this.metrics);
-            if messages.is_empty() {
-                this.metrics.empty_receives.inc();
-                continue;
-            }
-            this.metrics.messages_received.inc_by(messages.len() as u64);
-            let mut messages = messages;
-            let extra = messages.split_off(messages.len().min(permits.len()));
-            if !extra.is_empty() {
-                tracing::warn!(extra = extra.len(), "the queue returned more messages than asked for: released");
-                this.release_all(extra).await;
-            }
-            for (message, permit) in messages.into_iter().zip(permits) {
-                let (this, deleter, overdue) = (Arc::clone(&this), deleter.clone(), overdue.clone());
-                tracker.spawn(async move {
-                    this.handle(message, &deleter, overdue).await;
-                    drop(permit);
-                });
-            }
+            this.dispatch(messages, permits, &tracker, &deleter, &overdue).await;
         }
+        this.drain(tracker, overdue).await;
+    }
 
-        tracing::info!(grace_ms = this.settings.grace.as_millis() as u64, "draining");
-        this.health.set_draining(&this.metrics);
-        this.jobs.stopping.cancel();
+    /// Counts a failed receive (the `failures`-th in a row) and says how long to pause.
+    fn receive_failed(&self, e: &QueueError, failures: u32) -> Duration {
+        self.queue_error(e);
+        self.health.set_queue_ok(false, &self.metrics);
+        let pause = self.settings.backoff(failures).min(Duration::from_secs(10));
+        tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "receive failed");
+        pause
+    }
+
+    /// Starts a task per received message, each holding one of `permits`; messages beyond the
+    /// permits are released at once.
+    async fn dispatch(
+        self: &Arc<Self>,
+        mut messages: Vec<ReceivedMessage>,
+        permits: Vec<OwnedSemaphorePermit>,
+        tracker: &TaskTracker,
+        deleter: &Deleter,
+        overdue: &CancellationToken,
+    ) {
+        if messages.is_empty() {
+            self.metrics.empty_receives.inc();
+            return;
+        }
+        self.metrics.messages_received.inc_by(messages.len() as u64);
+        let extra = messages.split_off(messages.len().min(permits.len()));
+        if !extra.is_empty() {
+            tracing::warn!(extra = extra.len(), "the queue returned more messages than asked for: released");
+            self.release_all(extra).await;
+        }
+        for (message, permit) in messages.into_iter().zip(permits) {
+            let (this, deleter, overdue) = (Arc::clone(self), deleter.clone(), overdue.clone());
+            tracker.spawn(async move {
+                this.handle(message, &deleter, overdue).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Lets running jobs finish within the grace period; then cuts off the rest (their messages
+    /// are released).
+    async fn drain(&self, tracker: TaskTracker, overdue: CancellationToken) {
+        tracing::info!(grace_ms = self.settings.grace.as_millis() as u64, "draining");
+        self.health.set_draining(&self.metrics);
+        self.jobs.stopping.cancel();
         tracker.close();
-        if tokio::time::timeout(this.settings.grace, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.settings.grace, tracker.wait()).await.is_err() {
             tracing::warn!("grace period over: releasing unfinished messages");
             overdue.cancel();
             tracker.wait().await;
@@ -389,6 +406,18 @@ impl<Q: Queue, S: ObjectStore, E: EventSink> Consumer<Q, S, E> {
     }
 }
 
+/// `first` and whatever more permits are free at once, up to one receive's worth.
+fn more_permits(slots: &Arc<Semaphore>, first: OwnedSemaphorePermit) -> Vec<OwnedSemaphorePermit> {
+    let mut permits = vec![first];
+    while permits.len() < MAX_BATCH {
+        match slots.clone().try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
+        }
+    }
+    permits
+}
+
 type DeleteRequest = (String, String, oneshot::Sender<Result<(), String>>);
 
 /// Collects deletes from all message tasks into `DeleteMessageBatch` calls of up to 10.
@@ -446,7 +475,9 @@ impl Deleter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::events::PublishError;
     use crate::adapters::local::{DirStore, JsonlSink, LocalQueue};
+    use crate::adapters::storage::{Deleted, Fetched, Head, ListPage, ListQuery, PutOptions, StoreError};
     use crate::fleet::job::{OutputSettings, Renderer};
     use crate::pipeline::{RenderError, RenderOptions, Rendered};
     use imgfleet_shared::ErrorKind;
@@ -474,9 +505,15 @@ mod tests {
 
     /// Jobs on a folder store and a JSON-lines event file, rendering with `renderer`.
     fn jobs(dir: &std::path::Path, renderer: Renderer) -> Arc<JobContext<DirStore, JsonlSink>> {
+        let events = JsonlSink::create(&dir.join("events.jsonl"), true).unwrap();
+        context(DirStore::new(dir.join("s3")), events, renderer)
+    }
+
+    /// Jobs on `store` and `events`, one CPU slot, rendering with `renderer`.
+    fn context<S, E>(store: S, events: E, renderer: Renderer) -> Arc<JobContext<S, E>> {
         Arc::new(JobContext {
-            store: DirStore::new(dir.join("s3")),
-            events: JsonlSink::create(&dir.join("events.jsonl"), true).unwrap(),
+            store,
+            events,
             catalog: Arc::new(PresetCatalog::default()),
             output: OutputSettings {
                 bucket: None,
@@ -497,15 +534,7 @@ mod tests {
 
     /// Uploads `body` as `key` and returns the S3 notification the bucket would send for it.
     fn upload(jobs: &JobContext<DirStore, JsonlSink>, key: &str, body: &[u8]) -> String {
-        let etag = jobs.store.upload(BUCKET, key, body).unwrap();
-        let object = ObjectRef {
-            bucket: BUCKET.into(),
-            key: key.into(),
-            size: Some(body.len() as u64),
-            etag: Some(etag),
-            ..Default::default()
-        };
-        s3_put_notification(BUCKET, &object, "2026-01-01T00:00:00.000Z")
+        jobs.store.upload_notified(BUCKET, key, body).unwrap()
     }
 
     fn events(dir: &std::path::Path) -> Vec<Event> {
@@ -520,11 +549,12 @@ mod tests {
         Consumer::new(queue, Arc::clone(jobs), settings(), Health::default())
     }
 
-    /// Waits (up to 10 s) until `done` holds.
+    /// Waits until `done` holds, up to 10 s of real time (tokio's clock may be paused and
+    /// running ahead).
     async fn until(mut done: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !done() {
-            assert!(tokio::time::Instant::now() < deadline, "condition not reached in 10 s");
+            assert!(std::time::Instant::now() < deadline, "condition not reached in 10 s");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -533,18 +563,29 @@ mod tests {
     /// messages as soon as it starts (the server marks them in flight) and holds its answer until
     /// the test opens `gate` (a SIGTERM that arrives while SQS's answer is on its way, made
     /// deterministic); and it hands out `extra` more messages than it is asked for.
+    /// It also notes when each delivery was made (tokio's clock).
     struct TestQueue {
         inner: Arc<LocalQueue>,
         gated: std::sync::atomic::AtomicBool,
         extra: i32,
         started: tokio::sync::Notify,
         gate: tokio::sync::Notify,
+        delivered: std::sync::Mutex<Vec<tokio::time::Instant>>,
     }
 
     impl TestQueue {
         fn new(inner: &Arc<LocalQueue>, gated: bool, extra: i32) -> Self {
-            let (started, gate) = Default::default();
-            Self { inner: Arc::clone(inner), gated: gated.into(), extra, started, gate }
+            let (started, gate, delivered) = Default::default();
+            Self { inner: Arc::clone(inner), gated: gated.into(), extra, started, gate, delivered }
+        }
+
+        /// The times between one delivery and the next.
+        fn gaps(&self) -> Vec<Duration> {
+            self.delivered.lock().unwrap().windows(2).map(|w| w[1] - w[0]).collect()
+        }
+
+        fn deliveries(&self) -> usize {
+            self.delivered.lock().unwrap().len()
         }
     }
 
@@ -556,7 +597,10 @@ mod tests {
             visibility: Duration,
         ) -> Result<Vec<ReceivedMessage>, QueueError> {
             if !self.gated.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                return self.inner.receive(max + self.extra, wait, visibility).await;
+                let got = self.inner.receive(max + self.extra, wait, visibility).await?;
+                let now = tokio::time::Instant::now();
+                self.delivered.lock().unwrap().extend(got.iter().map(|_| now));
+                return Ok(got);
             }
             let got = self.inner.receive(max + self.extra, Duration::ZERO, visibility).await?;
             self.started.notify_one();
@@ -574,6 +618,10 @@ mod tests {
 
         async fn visible_messages(&self, url: Option<&str>) -> Result<i64, QueueError> {
             self.inner.visible_messages(url).await
+        }
+
+        async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<(String, String)>, QueueError> {
+            self.inner.send_batch(bodies).await
         }
     }
 
@@ -676,6 +724,10 @@ mod tests {
         async fn visible_messages(&self, _: Option<&str>) -> Result<i64, QueueError> {
             Ok(0)
         }
+
+        async fn send_batch(&self, _: Vec<String>) -> Result<Vec<(String, String)>, QueueError> {
+            Ok(vec![])
+        }
     }
 
     #[tokio::test]
@@ -711,5 +763,176 @@ mod tests {
         let secs: Vec<u64> = (1..=6).map(|n| settings.backoff(n).as_secs()).collect();
         assert_eq!(secs, [5, 10, 20, 40, 60, 60]);
         assert_eq!(settings.backoff(u32::MAX).as_secs(), 60);
+    }
+
+    /// Sources in memory; `fail_gets` makes every fetch a transient S3 failure (503). Nothing
+    /// blocks, so with tokio's clock paused the consumer runs deterministically.
+    #[derive(Default)]
+    struct MemoryStore {
+        objects: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+        fail_gets: bool,
+    }
+
+    impl ObjectStore for MemoryStore {
+        async fn get(&self, bucket: &str, key: &str, _: u64) -> Result<Fetched, StoreError> {
+            if self.fail_gets {
+                let message = "503 SlowDown".into();
+                let (bucket, key) = (bucket.into(), key.into());
+                return Err(StoreError::Failed { operation: "GetObject", bucket, key, message, transient: true });
+            }
+            let bytes = self.objects.lock().unwrap().get(key).cloned();
+            let not_found = || StoreError::NotFound { bucket: bucket.into(), key: key.into() };
+            Ok(Fetched { bytes: bytes.ok_or_else(not_found)?, etag: Some("e1".into()), version_id: None })
+        }
+
+        async fn put(&self, _: &str, key: &str, body: Vec<u8>, _: &PutOptions) -> Result<(), StoreError> {
+            self.objects.lock().unwrap().insert(key.into(), body);
+            Ok(())
+        }
+
+        async fn head(&self, _: &str, _: &str) -> Result<Option<Head>, StoreError> {
+            Ok(None)
+        }
+
+        async fn delete(&self, _: &str, _: &str, _: Option<&str>) -> Result<Deleted, StoreError> {
+            Ok(Deleted::Missing)
+        }
+
+        async fn list(&self, _: &str, _: &ListQuery<'_>) -> Result<ListPage, StoreError> {
+            Ok(ListPage::default())
+        }
+    }
+
+    /// Events kept in memory.
+    #[derive(Default)]
+    struct MemorySink(std::sync::Mutex<Vec<Event>>);
+
+    impl EventSink for MemorySink {
+        async fn publish(&self, event: &Event) -> Result<(), PublishError> {
+            self.0.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+    }
+
+    fn published(jobs: &JobContext<MemoryStore, MemorySink>) -> Vec<Event> {
+        jobs.events.0.lock().unwrap().clone()
+    }
+
+    /// The notification of an upload of `key` (its bytes are whatever the store holds).
+    fn notification(key: &str) -> String {
+        let object = ObjectRef { bucket: BUCKET.into(), key: key.into(), size: Some(100), ..Default::default() };
+        s3_put_notification(BUCKET, &object, "2026-01-01T00:00:00.000Z")
+    }
+
+    /// Settings whose retries wait 10 s, doubling, at most 25 s.
+    fn paced() -> ConsumerSettings {
+        ConsumerSettings { retry_base: Duration::from_secs(10), retry_max: Duration::from_secs(25), ..settings() }
+    }
+
+    fn started<S: ObjectStore, E: EventSink>(
+        queue: &Arc<TestQueue>,
+        jobs: &Arc<JobContext<S, E>>,
+        settings: ConsumerSettings,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let shutdown = CancellationToken::new();
+        let consumer = Consumer::new(Arc::clone(queue), Arc::clone(jobs), settings, Health::default());
+        (shutdown.clone(), tokio::spawn(consumer.run(shutdown)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_completed_job_s_message_is_deleted_once_its_event_is_published() {
+        let jobs = context(MemoryStore::default(), MemorySink::default(), crate::pipeline::render);
+        let photo = crate::commands::demo::sample_jpeg(64, 48, 7, 1);
+        jobs.store.objects.lock().unwrap().insert("photos/a.jpg".into(), photo);
+        let local = Arc::new(LocalQueue::new());
+        local.send(notification("photos/a.jpg"));
+        let queue = Arc::new(TestQueue::new(&local, false, 0));
+        let (shutdown, run) = started(&queue, &jobs, paced());
+        until(|| jobs.metrics.messages_deleted.get() == 1).await;
+        shutdown.cancel();
+        run.await.unwrap();
+
+        let events = published(&jobs);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, EventType::Completed);
+        let stored = jobs.store.objects.lock().unwrap().len();
+        assert_eq!(stored, 1 + events[0].renditions.len(), "the source and every rendition");
+        assert_eq!(local.counts(), (0, 0), "the message is gone");
+        assert_eq!((queue.deliveries(), jobs.metrics.messages_released.get()), (1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_job_s_message_comes_back_after_a_backoff_that_doubles_up_to_its_cap() {
+        let store = MemoryStore { fail_gets: true, ..Default::default() };
+        let jobs = context(store, MemorySink::default(), crate::pipeline::render);
+        let local = Arc::new(LocalQueue::new());
+        local.send(notification("photos/a.jpg"));
+        let queue = Arc::new(TestQueue::new(&local, false, 0));
+        let (shutdown, run) = started(&queue, &jobs, paced());
+        until(|| queue.deliveries() == 4).await;
+        shutdown.cancel();
+        run.await.unwrap();
+
+        // Made visible again after 10, 20, then 25 s (the cap); the local queue looks every 100 ms.
+        let gaps = queue.gaps();
+        for (gap, want) in gaps.iter().zip([10, 20, 25]) {
+            let want = Duration::from_secs(want);
+            assert!(*gap >= want && *gap <= want + Duration::from_millis(100), "{gaps:?}");
+        }
+        assert!(published(&jobs).is_empty(), "a retry publishes nothing");
+        assert_eq!(jobs.metrics.messages_deleted.get(), 0);
+        assert_eq!(jobs.metrics.jobs.with_label_values(&["retried"]).get(), 4);
+        let (visible, in_flight) = local.counts();
+        assert_eq!(visible + in_flight, 1, "the message is kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_waiting_for_a_cpu_slot_at_shutdown_releases_its_message_at_once() {
+        let jobs = context(MemoryStore::default(), MemorySink::default(), crate::pipeline::render);
+        jobs.store.objects.lock().unwrap().insert("photos/a.jpg".into(), b"any bytes".to_vec());
+        // Every CPU slot is taken, so the job fetches its source and then waits.
+        let busy = Arc::clone(&jobs.cpu).acquire_owned().await.unwrap();
+        let local = Arc::new(LocalQueue::new());
+        local.send(notification("photos/a.jpg"));
+        let queue = Arc::new(TestQueue::new(&local, false, 0));
+        let (shutdown, run) = started(&queue, &jobs, paced());
+        until(|| jobs.metrics.source_bytes.get() > 0).await;
+        let stopping = tokio::time::Instant::now();
+        shutdown.cancel();
+        run.await.unwrap();
+
+        assert!(stopping.elapsed() < Duration::from_secs(1), "no wait for the grace period");
+        assert_eq!(local.counts(), (1, 0), "visible again at once, for another worker");
+        assert_eq!(jobs.metrics.jobs.with_label_values(&["released"]).get(), 1);
+        // Released by its job; the consumer's second long poll, in flight at shutdown, may take it
+        // again as it finishes, and releases it too.
+        assert!(jobs.metrics.messages_released.get() >= 1);
+        assert_eq!(jobs.metrics.messages_deleted.get(), 0);
+        assert!(published(&jobs).is_empty(), "nothing failed, so nothing is published");
+        drop(busy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poison_message_is_reported_once_and_kept_for_the_dead_letter_queue() {
+        let jobs = context(MemoryStore::default(), MemorySink::default(), crate::pipeline::render);
+        let local = Arc::new(LocalQueue::new());
+        local.send("{\"not\": \"a message imgfleet understands\"}".into());
+        let queue = Arc::new(TestQueue::new(&local, false, 0));
+        let (shutdown, run) = started(&queue, &jobs, paced());
+        until(|| queue.deliveries() == 3).await;
+        shutdown.cancel();
+        run.await.unwrap();
+
+        let events = published(&jobs);
+        assert_eq!(events.len(), 1, "one failure event, on the first delivery: {events:?}");
+        let error = events[0].error.as_ref().expect("a failure event");
+        assert_eq!((events[0].kind, error.kind), (EventType::Failed, ErrorKind::InvalidMessage));
+        assert_eq!(events[0].job_id, "message-local-1");
+        assert_eq!(jobs.metrics.messages_poison.get(), 3);
+        assert_eq!(jobs.metrics.messages_deleted.get(), 0, "left for the redrive policy");
+        let gaps = queue.gaps();
+        assert!(gaps[0] >= Duration::from_secs(10) && gaps[1] >= Duration::from_secs(20), "{gaps:?}");
+        let (visible, in_flight) = local.counts();
+        assert_eq!(visible + in_flight, 1, "the message is kept");
     }
 }

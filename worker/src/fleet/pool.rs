@@ -5,7 +5,8 @@
 //!
 //! Why not tokio's blocking pool: its threads come and go by the hundred over a task's life, and
 //! each one that renders grows an allocator arena that keeps its peak, so the worker used to map
-//! every image buffer afresh instead (and fault it in page by page: about 6 % of its CPU). A fixed
+//! every image buffer afresh instead (and fault it in page by page; the cost is in
+//! docs/performance.md). A fixed
 //! set of threads bounds the arenas, so the worker keeps freed memory for the next image as
 //! `imgfleet process` does ([`crate::ops::memory::keep_freed_memory`]); after an unusually large image a
 //! thread hands what it freed back to the system ([`crate::ops::memory::trim`]), so one 40 MP photo

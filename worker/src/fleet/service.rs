@@ -198,10 +198,7 @@ impl RunningWorker {
 
 /// Reads the preset file named by the configuration, or the built-in preset.
 pub fn load_presets(config: &Config) -> Result<PresetCatalog, StartError> {
-    let Some(path) = &config.presets else { return Ok(PresetCatalog::default()) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| StartError::Presets(format!("cannot read {}: {e}", path.display())))?;
-    PresetCatalog::from_toml(&text).map_err(|e| StartError::Presets(format!("{}: {e}", path.display())))
+    PresetCatalog::load(config.presets.as_deref()).map_err(|e| StartError::Presets(e.to_string()))
 }
 
 /// Loads AWS settings from the default chain (environment, profile, ECS task role…).

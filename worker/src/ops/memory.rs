@@ -19,10 +19,9 @@ pub const BATCH_MMAP_THRESHOLD: usize = 32 << 20;
 
 /// The fleet worker's mmap threshold: buffers up to this size (a typical photo's shrunk planes,
 /// resize and encode buffers) are kept for the next image; larger ones (a source file of a few
-/// MB, a large photo's planes) get a mapping of their own, unmapped when freed. Measured against
-/// 32 MiB on the churn of docs/reliability.md: peak RSS 150 MB instead of 176-184 MB (155 MB with
-/// the 1 MiB threshold of the blocking-pool days), for 1-2 % more CPU per image than 32 MiB
-/// (docs/performance.md).
+/// MB, a large photo's planes) get a mapping of their own, unmapped when freed. How 2 MiB was
+/// chosen against 1 and 32 MiB (peak memory under churn, CPU per image): docs/performance.md,
+/// "Rendering threads in the worker".
 pub const WORKER_MMAP_THRESHOLD: usize = 2 << 20;
 
 /// Free memory at the top of an arena is handed back to the system only beyond this, when kept.
@@ -30,9 +29,9 @@ pub const BATCH_TRIM_THRESHOLD: usize = 128 << 20;
 
 /// For a fixed number of rendering threads (`imgfleet process`, the worker's pool, the pipeline benchmark): decode
 /// and resize buffers up to [`BATCH_MMAP_THRESHOLD`] come from the thread's arena and the next
-/// image reuses them, rather than mapping them afresh and faulting them in page by page. On the 10
-/// corpus photos: page faults 20 000 -> 6 600 per 40 images, system time 0.13-0.25 -> 0.08 s,
-/// peak RSS 34 MB either way. Call before the rendering threads start; a no-op outside glibc.
+/// image reuses them, rather than mapping them afresh and faulting them in page by page (measured
+/// in docs/performance.md, "Memory kept for the next image"). Call before the rendering threads
+/// start; a no-op outside glibc.
 pub fn keep_freed_memory() {
     keep_freed_memory_below(BATCH_MMAP_THRESHOLD);
 }

@@ -171,24 +171,12 @@ fn ycc_planes(
 ) -> Result<Option<(YccPlanes, u32)>, DecodeError> {
     let mut raw = decoder.raw_output();
     let (Some(layout), Some(3)) = (raw.layout(), raw.num_components()) else { return Ok(None) };
-    let (y, c1, c2) = (&layout[0], &layout[1], &layout[2]);
-    let luma_full = y.width == width as usize && y.height == height as usize;
-    let chroma_alike = (c1.horizontal_sampling_factor, c1.vertical_sampling_factor)
-        == (c2.horizontal_sampling_factor, c2.vertical_sampling_factor)
-        && (c1.width, c1.height) == (c2.width, c2.height);
-    let luma_max = y.horizontal_sampling_factor >= c1.horizontal_sampling_factor
-        && y.vertical_sampling_factor >= c1.vertical_sampling_factor;
-    if !(luma_full && chroma_alike && luma_max) {
-        return Ok(None);
-    }
-    let chroma_scale = (
-        Ratio::new(c1.horizontal_sampling_factor as u64, y.horizontal_sampling_factor as u64),
-        Ratio::new(c1.vertical_sampling_factor as u64, y.vertical_sampling_factor as u64),
-    );
-    let strides: Vec<usize> = layout[..3].iter().map(|p| p.width).collect();
+    let layout = &layout[..3];
+    let Some(chroma_scale) = planar_chroma_scale(layout, width, height) else { return Ok(None) };
+    let strides: Vec<usize> = layout.iter().map(|p| p.width).collect();
     let (k, k_chroma) = geometry::shrink_factors(keep, chroma_scale);
     if k == 1 {
-        let mut buffers: Vec<Vec<u8>> = layout[..3].iter().map(|p| vec![0u8; p.width * p.height]).collect();
+        let mut buffers: Vec<Vec<u8>> = layout.iter().map(|p| vec![0u8; p.width * p.height]).collect();
         {
             let mut planes: Vec<&mut [u8]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
             raw.decode_into_planes_strided(&mut planes, &strides).map_err(corrupt)?;
@@ -197,20 +185,52 @@ fn ycc_planes(
         let mut plane = |info: &zune_jpeg::PlaneInfo| {
             Pixels::new(info.width as u32, info.height as u32, 1, it.next().unwrap_or_default())
         };
-        let (y, cb, cr) = (plane(y), plane(c1), plane(c2));
+        let (y, cb, cr) = (plane(&layout[0]), plane(&layout[1]), plane(&layout[2]));
         return Ok(Some((YccPlanes { y, cb, cr, chroma_scale }, 1)));
     }
-    // One iMCU row (8 rows per vertical sampling factor) at a time, each folded into the shrunk planes.
-    let reducer = |info: &zune_jpeg::PlaneInfo, k| BoxReducer::new(info.width as u32, 1, k);
-    let mut reducers = [reducer(y, k), reducer(c1, k_chroma), reducer(c2, k_chroma)];
-    let mut bands: Vec<Vec<u8>> =
-        layout[..3].iter().map(|p| vec![0u8; p.width * p.vertical_sampling_factor * 8]).collect();
+    let [y, cb, cr] = shrunk_planes(&mut raw, layout, &strides, [k, k_chroma, k_chroma])?;
+    if (y.height, cb.height) != (height.div_ceil(k), (layout[1].height as u32).div_ceil(k_chroma)) {
+        return Err(DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "image data ended early".into() });
+    }
+    let chroma_scale = geometry::shrunk_chroma_scale(chroma_scale, k, k_chroma);
+    Ok(Some((YccPlanes { y, cb, cr, chroma_scale }, k)))
+}
+
+/// The chroma planes' share of luma per side, when the three planes are ones the planes path
+/// takes: full-size luma, both chroma planes alike, and luma sampled at least as finely.
+fn planar_chroma_scale(layout: &[zune_jpeg::PlaneInfo], width: u32, height: u32) -> Option<(Ratio, Ratio)> {
+    let (y, c1, c2) = (&layout[0], &layout[1], &layout[2]);
+    let luma_full = y.width == width as usize && y.height == height as usize;
+    let chroma_alike = (c1.horizontal_sampling_factor, c1.vertical_sampling_factor)
+        == (c2.horizontal_sampling_factor, c2.vertical_sampling_factor)
+        && (c1.width, c1.height) == (c2.width, c2.height);
+    let luma_max = y.horizontal_sampling_factor >= c1.horizontal_sampling_factor
+        && y.vertical_sampling_factor >= c1.vertical_sampling_factor;
+    (luma_full && chroma_alike && luma_max).then(|| {
+        (
+            Ratio::new(c1.horizontal_sampling_factor as u64, y.horizontal_sampling_factor as u64),
+            Ratio::new(c1.vertical_sampling_factor as u64, y.vertical_sampling_factor as u64),
+        )
+    })
+}
+
+/// Decodes the planes one iMCU row (8 rows per vertical sampling factor) at a time, each folded
+/// into its plane box-shrunk by its factor in `k`, so the full-size planes never exist.
+fn shrunk_planes(
+    raw: &mut zune_jpeg::RawDecodeSession<'_, ZCursor<&[u8]>>,
+    layout: &[zune_jpeg::PlaneInfo],
+    strides: &[usize],
+    k: [u32; 3],
+) -> Result<[Pixels; 3], DecodeError> {
+    let reducer = |i: usize| BoxReducer::new(layout[i].width as u32, 1, k[i]);
+    let mut reducers = [reducer(0), reducer(1), reducer(2)];
+    let mut bands: Vec<Vec<u8>> = layout.iter().map(|p| vec![0u8; p.width * p.vertical_sampling_factor * 8]).collect();
     loop {
         let mut planes: Vec<&mut [u8]> = bands.iter_mut().map(Vec::as_mut_slice).collect();
-        match raw.decode_next_imcu_row(&mut planes, &strides).map_err(corrupt)? {
+        match raw.decode_next_imcu_row(&mut planes, strides).map_err(corrupt)? {
             RawImcuRowStatus::RowReady { rows_written } => {
                 for ((reducer, band), (rows, stride)) in
-                    reducers.iter_mut().zip(&bands).zip(rows_written.iter().zip(&strides))
+                    reducers.iter_mut().zip(&bands).zip(rows_written.iter().zip(strides))
                 {
                     reducer.push(&band[..rows * stride]);
                 }
@@ -221,13 +241,7 @@ fn ycc_planes(
             }
         }
     }
-    let chroma_height = (c1.height as u32).div_ceil(k_chroma);
-    let [y, cb, cr] = reducers.map(BoxReducer::finish);
-    if (y.height, cb.height) != (height.div_ceil(k), chroma_height) {
-        return Err(DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "image data ended early".into() });
-    }
-    let chroma_scale = geometry::shrunk_chroma_scale(chroma_scale, k, k_chroma);
-    Ok(Some((YccPlanes { y, cb, cr, chroma_scale }, k)))
+    Ok(reducers.map(BoxReducer::finish))
 }
 
 /// The data colour space signature of an ICC profile (bytes 16..20), e.g. `RGB `, `CMYK`, `GRAY`.

@@ -5,8 +5,8 @@
 //! Optimised Huffman tables take two passes over the quantised blocks: the first counts the
 //! symbols the blocks will be coded with, the second codes them with tables made for those counts.
 //! libjpeg's counting pass visits each of a block's 63 AC coefficients in turn with a branch on
-//! each, which the CPU mispredicts wherever zeros and non-zeros alternate: 2.5–2.8 % of the whole
-//! rendition job's time. Here that pass is replaced by [`count_block`], which makes a bit mask of a
+//! each, which the CPU mispredicts wherever zeros and non-zeros alternate (its share of the job's
+//! time is in docs/performance.md). Here that pass is replaced by [`count_block`], which makes a bit mask of a
 //! block's non-zero coefficients in zig-zag order and visits only those. The counts are the same,
 //! so the tables and the files are byte for byte the ones libjpeg makes (tested against libjpeg's
 //! own pass). libjpeg is built for this replacement: each stage is an object with a method table

@@ -63,6 +63,20 @@ pub struct Output {
     pub data: Vec<u8>,
 }
 
+impl Output {
+    /// What the render report says of this file.
+    fn info(&self) -> RenditionInfo {
+        RenditionInfo {
+            name: self.name.clone(),
+            format: self.format,
+            width: self.width,
+            height: self.height,
+            bytes: self.data.len() as u64,
+            content_type: self.format.content_type().to_owned(),
+        }
+    }
+}
+
 /// Everything a render produced: the report and the encoded files (in preset order).
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -133,19 +147,7 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.decode_ms = clock.lap();
 
     let made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
-    // The placeholder's image comes from the smallest full-frame rendition, or else the source.
-    let base = made.smallest_frame.map_or(&source, |i| &made.renditions[i]);
-    let thumb = resize::resize_raster(
-        base,
-        &geometry::transposed_plan(
-            base.width(),
-            base.height(),
-            PLACEHOLDER_SIDE,
-            PLACEHOLDER_SIDE,
-            Fit::Inside,
-            orientation,
-        ),
-    )?;
+    let thumb = placeholder_image(&source, &made, orientation)?;
     drop(source);
     timings.resize_ms = clock.lap();
 
@@ -155,10 +157,35 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     let thumb = converter.apply(orient::apply(thumb.into_pixels(), orientation));
     timings.orient_ms = clock.lap();
 
+    let outputs = encode_all(preset, &upright, options.background)?;
+    let placeholder = placeholder(&thumb);
+    timings.encode_ms = clock.lap();
+
+    let renditions = outputs.iter().map(Output::info).collect();
+    Ok(Rendered { result: RenderResult { source: source_info, renditions, placeholder, timings }, outputs })
+}
+
+/// The small image the placeholder is computed from, cut from the smallest full-frame rendition,
+/// or else from the source (still in the stored orientation).
+fn placeholder_image(source: &Raster, made: &Made, orientation: u8) -> Result<Raster, ResizeError> {
+    let base = made.smallest_frame.map_or(source, |i| &made.renditions[i]);
+    let plan = geometry::transposed_plan(
+        base.width(),
+        base.height(),
+        PLACEHOLDER_SIDE,
+        PLACEHOLDER_SIDE,
+        Fit::Inside,
+        orientation,
+    );
+    resize::resize_raster(base, &plan)
+}
+
+/// Every rendition of `preset` (upright, in preset order) in each of its output formats.
+fn encode_all(preset: &Preset, upright: &[Raster], background: [u8; 3]) -> Result<Vec<Output>, EncodeError> {
     let mut outputs = Vec::new();
-    for (spec, image) in preset.renditions.iter().zip(&upright) {
+    for (spec, image) in preset.renditions.iter().zip(upright) {
         for out in &spec.formats {
-            let data = encode::encode(image, out, options.background)?;
+            let data = encode::encode(image, out, background)?;
             outputs.push(Output {
                 name: spec.name.clone(),
                 format: out.format,
@@ -168,21 +195,7 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
             });
         }
     }
-    let placeholder = placeholder(&thumb);
-    timings.encode_ms = clock.lap();
-
-    let renditions = outputs
-        .iter()
-        .map(|o| RenditionInfo {
-            name: o.name.clone(),
-            format: o.format,
-            width: o.width,
-            height: o.height,
-            bytes: o.data.len() as u64,
-            content_type: o.format.content_type().to_owned(),
-        })
-        .collect();
-    Ok(Rendered { result: RenderResult { source: source_info, renditions, placeholder, timings }, outputs })
+    Ok(outputs)
 }
 
 /// Every rendition of a preset, resized but not yet turned upright or encoded.
@@ -242,8 +255,8 @@ pub fn resize_all_shrunk(
 
 /// The longest side of the image the ThumbHash is computed from. A ThumbHash keeps at most 7
 /// cosine terms per side, which 32 pixels hold with room to spare (ThumbHash accepts up to 100);
-/// its sums take a pixel at a time, so 32 instead of 100 makes them ten times cheaper (they were
-/// 1 % of a photo's time).
+/// its sums take a pixel at a time, so 32 instead of 100 makes them ten times cheaper
+/// (docs/performance.md).
 const PLACEHOLDER_SIDE: u32 = 32;
 
 /// ThumbHash of an image at most [`PLACEHOLDER_SIDE`] on each side, base64.
