@@ -132,12 +132,9 @@ fn s3_other_events_are_other() {
     assert_eq!(request.event_name, "ObjectRestore:Post");
     assert_eq!(request.object.key, "archive/2019/a.jpg");
 
-    for name in [
-        "LifecycleExpiration:Delete",
-        "s3:ObjectTagging:Put",
-        "ObjectAcl:Put",
-        "Replication:OperationFailedReplication",
-    ] {
+    for name in
+        ["LifecycleTransition", "s3:ObjectTagging:Put", "ObjectAcl:Put", "Replication:OperationFailedReplication"]
+    {
         let body = format!(
             r#"{{"Records":[{{"eventSource":"aws:s3","eventName":"{name}","s3":{{"bucket":{{"name":"b"}},"object":{{"key":"k"}}}}}}]}}"#
         );
@@ -145,6 +142,38 @@ fn s3_other_events_are_other() {
             Ok(Message::Requests(all)) => assert_eq!(all[0].action, Action::Other, "{name}"),
             other => panic!("{name}: {other:?}"),
         }
+    }
+}
+
+/// One rule whatever the channel: an upload a lifecycle rule expired leaves no renditions, as S3
+/// notifications (`LifecycleExpiration:*`) and EventBridge (`Object Deleted`, reason "Lifecycle
+/// Expiration") both report it.
+#[test]
+fn lifecycle_expirations_remove_like_deletes_in_every_form() {
+    for name in
+        ["LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated", "s3:LifecycleExpiration:Delete"]
+    {
+        let body = format!(
+            r#"{{"Records":[{{"eventSource":"aws:s3","eventName":"{name}","s3":{{"bucket":{{"name":"b"}},"object":{{"key":"uploads/old.jpg","sequencer":"0A1"}}}}}}]}}"#
+        );
+        match parse_message(&body) {
+            Ok(Message::Requests(all)) => {
+                assert_eq!((all[0].action, all[0].object.key.as_str()), (Action::Removed, "uploads/old.jpg"), "{name}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        let sns = serde_json::json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": body});
+        match parse_message(&sns.to_string()) {
+            Ok(Message::Requests(all)) => assert_eq!(all[0].action, Action::Removed, "SNS {name}"),
+            other => panic!("SNS {name}: {other:?}"),
+        }
+    }
+    let eventbridge = r#"{"version":"0","detail-type":"Object Deleted","source":"aws.s3",
+        "detail":{"bucket":{"name":"b"},"object":{"key":"uploads/old.jpg"},
+                  "deletion-type":"Permanently Deleted","reason":"Lifecycle Expiration"}}"#;
+    match parse_message(eventbridge) {
+        Ok(Message::Requests(all)) => assert_eq!(all[0].action, Action::Removed),
+        other => panic!("{other:?}"),
     }
 }
 

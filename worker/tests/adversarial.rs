@@ -45,6 +45,14 @@ fn with_frame_marker(jpeg: &[u8], marker: u8) -> Vec<u8> {
     out
 }
 
+/// [`with_frame_marker`] with the frame's sample precision set to `bits`.
+fn with_precision(jpeg: &[u8], marker: u8, bits: u8) -> Vec<u8> {
+    let mut out = with_frame_marker(jpeg, marker);
+    let sof = out.windows(2).position(|m| m == [0xFF, marker]).expect("SOF");
+    out[sof + 4] = bits;
+    out
+}
+
 /// Inserts a PNG chunk right after IHDR.
 fn png_with_chunk(png: &[u8], kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
     let ihdr_end = 8 + 8 + 13 + 4;
@@ -213,6 +221,9 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("jpeg 4000x1 strip", jpeg(4000, 1), Ok(ImageFormat::Jpeg)),
         ("jpeg arithmetic coded (SOF9)", with_frame_marker(&good, 0xC9), Rejected(ErrorKind::Unsupported)),
         ("jpeg lossless (SOF3)", with_frame_marker(&good, 0xC3), Rejected(ErrorKind::Unsupported)),
+        ("jpeg 12-bit extended (SOF1)", with_precision(&good, 0xC1, 12), Rejected(ErrorKind::Unsupported)),
+        ("jpeg 12-bit progressive (SOF2)", with_precision(&good, 0xC2, 12), Rejected(ErrorKind::Unsupported)),
+        ("jpeg SOF0 claiming 12-bit (not baseline)", with_precision(&good, 0xC0, 12), Rejected(ErrorKind::Corrupt)),
         // PNG
         ("png rgb", rgb_png.clone(), Ok(ImageFormat::Png)),
         ("png 16-bit rgba", png_of(&rgba16, 64, 64, png::ColorType::Rgba, png::BitDepth::Sixteen, None), Ok(ImageFormat::Png)),

@@ -29,9 +29,11 @@
 //!   as `%20`. Both decode the same way.
 //! - **`eventName`** is `ObjectCreated:Put` from AWS but `s3:ObjectCreated:Put`
 //!   from some producers (MinIO, Ceph); the `s3:` prefix is dropped.
-//!   `ObjectCreated:*` is [`Action::Created`], `ObjectRemoved:*` is
-//!   [`Action::Removed`], anything else (restores, tagging, lifecycle
-//!   expirations) is [`Action::Other`].
+//!   `ObjectCreated:*` is [`Action::Created`]; `ObjectRemoved:*` and
+//!   `LifecycleExpiration:*` (`Delete`, `DeleteMarkerCreated`: an upload a
+//!   lifecycle rule expired, which EventBridge reports as `Object Deleted`) are
+//!   [`Action::Removed`]; anything else (restores, tagging, lifecycle
+//!   transitions) is [`Action::Other`].
 //! - **`eventSource`** is `aws:s3` from AWS, moto and LocalStack, `minio:s3` or
 //!   `ceph:s3` elsewhere: any `*:s3` is accepted, an absent one too. A record
 //!   from another service is an error.
@@ -137,7 +139,7 @@ pub enum Action {
     Created,
     /// Deleted, or hidden behind a delete marker.
     Removed,
-    /// Anything else: restores, tagging, ACLs, lifecycle events, ….
+    /// Anything else: restores, tagging, ACLs, lifecycle transitions, ….
     Other,
 }
 

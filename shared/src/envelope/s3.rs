@@ -92,7 +92,9 @@ impl Action {
     fn from_s3_event_name(event_name: &str) -> Self {
         match event_name.split(':').next() {
             Some("ObjectCreated") => Self::Created,
-            Some("ObjectRemoved") => Self::Removed,
+            // An upload that expired by a lifecycle rule is gone as surely as a deleted one, and
+            // EventBridge reports it as "Object Deleted": both forms remove its renditions.
+            Some("ObjectRemoved" | "LifecycleExpiration") => Self::Removed,
             _ => Self::Other,
         }
     }

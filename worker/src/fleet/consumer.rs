@@ -935,4 +935,30 @@ mod tests {
         let (visible, in_flight) = local.counts();
         assert_eq!(visible + in_flight, 1, "the message is kept");
     }
+
+    #[tokio::test]
+    async fn an_upload_expired_by_a_lifecycle_rule_loses_its_renditions() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = jobs(dir.path(), crate::pipeline::render);
+        let queue = Arc::new(LocalQueue::new());
+        let photo = crate::commands::demo::sample_jpeg(64, 48, 7, 1);
+        queue.send(upload(&jobs, "photos/old.jpg", &photo));
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(consumer(Arc::clone(&queue), &jobs).run(shutdown.clone()));
+        until(|| events(dir.path()).len() == 1).await;
+        let made = events(dir.path())[0].renditions.len();
+        assert!(made > 0);
+
+        // The lifecycle rule removes the source; S3 notifies the expiration, not a delete.
+        std::fs::remove_file(jobs.store.path(BUCKET, "photos/old.jpg")).unwrap();
+        let object = ObjectRef { bucket: BUCKET.into(), key: "photos/old.jpg".into(), ..Default::default() };
+        let expired = "LifecycleExpiration:Delete";
+        queue.send(imgfleet_shared::envelope::s3_notification(BUCKET, &object, expired, "2026-01-02T00:00:00.000Z"));
+        until(|| events(dir.path()).len() == 2).await;
+        shutdown.cancel();
+        run.await.unwrap();
+        let removal = &events(dir.path())[1];
+        assert_eq!((removal.kind, removal.deleted.len()), (EventType::Deleted, made), "{removal:?}");
+        assert!(removal.deleted.iter().all(|r| !jobs.store.path(BUCKET, &r.key).exists()));
+    }
 }

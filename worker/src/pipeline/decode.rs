@@ -78,14 +78,23 @@ pub fn check_limits(format: ImageFormat, width: u64, height: u64, limits: &Limit
 /// The SOFn marker of a progressive, Huffman-coded JPEG.
 const SOF_PROGRESSIVE: u8 = 0xC2;
 
-/// The SOFn marker of a JPEG, found by walking the segments before the first scan.
-fn jpeg_frame_type(bytes: &[u8]) -> Option<u8> {
+/// A JPEG's frame header: its SOFn marker and its sample precision in bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Frame {
+    sof: u8,
+    precision: Option<u8>,
+}
+
+/// The frame header of a JPEG, found by walking the segments before the first scan.
+fn jpeg_frame(bytes: &[u8]) -> Option<Frame> {
     let mut i = 2;
     while i + 4 <= bytes.len() && bytes[i] == 0xFF {
         let marker = bytes[i + 1];
         match marker {
             0xFF => i += 1, // fill byte
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return Some(marker),
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                return Some(Frame { sof: marker, precision: bytes.get(i + 4).copied() });
+            }
             0xDA | 0xD9 => return None,
             _ => i += 2 + usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]])),
         }
@@ -93,14 +102,15 @@ fn jpeg_frame_type(bytes: &[u8]) -> Option<u8> {
     None
 }
 
-/// What is wrong with a frame type the decoder does not read (baseline, extended and progressive
-/// Huffman-coded JPEGs are read).
-fn unsupported_jpeg_frame(sof: u8) -> Option<&'static str> {
-    match sof {
-        0xC0..=0xC2 => None,
-        0xC3 => Some("lossless JPEG (SOF3) is not supported"),
-        0xC5..=0xC7 => Some("hierarchical JPEG (SOF5-7) is not supported"),
-        _ => Some("arithmetic-coded JPEG (SOF9-15) is not supported"),
+/// What is wrong with a frame the decoder does not read: it reads 8-bit baseline, extended and
+/// progressive Huffman-coded JPEGs. A valid file of another kind is unsupported, not corrupt.
+fn unsupported_jpeg_frame(frame: Frame) -> Option<String> {
+    match (frame.sof, frame.precision) {
+        (0xC3, _) => Some("lossless JPEG (SOF3) is not supported".into()),
+        (0xC5..=0xC7, _) => Some("hierarchical JPEG (SOF5-7) is not supported".into()),
+        (0xC9..=0xCF, _) => Some("arithmetic-coded JPEG (SOF9-15) is not supported".into()),
+        (0xC1 | 0xC2, Some(12)) => Some("12-bit JPEG is not supported (8-bit samples only)".into()),
+        _ => None,
     }
 }
 
@@ -120,9 +130,9 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64
         .set_max_width(usize::from(u16::MAX))
         .set_max_height(usize::from(u16::MAX))
         .set_strict_mode(true);
-    let frame_type = jpeg_frame_type(bytes);
-    if let Some(kind) = frame_type.and_then(unsupported_jpeg_frame) {
-        return Err(DecodeError::Unsupported { format: ImageFormat::Jpeg, message: kind.into() });
+    let frame = jpeg_frame(bytes);
+    if let Some(kind) = frame.and_then(unsupported_jpeg_frame) {
+        return Err(DecodeError::Unsupported { format: ImageFormat::Jpeg, message: kind });
     }
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     decoder.decode_headers().map_err(corrupt)?;
@@ -139,7 +149,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64
     // A progressive JPEG holds all its coefficients until the last scan whatever the output, and
     // zune's plane API copies them at every scan (to resume a cut-short read): its RGB decode is faster.
     if input == ColorSpace::YCbCr
-        && frame_type != Some(SOF_PROGRESSIVE)
+        && frame.map(|f| f.sof) != Some(SOF_PROGRESSIVE)
         && let Some((planes, shrunk_by)) = ycc_planes(&mut decoder, width, height, keep(width, height, orientation))?
     {
         let raster = Raster::Ycc(planes);
@@ -333,4 +343,30 @@ fn webp_chunks(bytes: &[u8]) -> WebpChunks<'_> {
         pos += 8 + len + (len & 1);
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_frame_kind_is_read_or_refused_as_unsupported() {
+        for sof in (0xC0..=0xCF).filter(|m| !matches!(m, 0xC4 | 0xC8 | 0xCC)) {
+            for precision in [None, Some(8), Some(12), Some(16)] {
+                let refused = unsupported_jpeg_frame(Frame { sof, precision });
+                let read = match sof {
+                    0xC0 => true, // baseline is 8-bit by definition: another precision is the decoder's to refuse
+                    0xC1 | 0xC2 => precision != Some(12),
+                    _ => false,
+                };
+                assert_eq!(refused.is_none(), read, "SOF {sof:#x} precision {precision:?}: {refused:?}");
+            }
+        }
+        let frame = |bytes: &[u8]| jpeg_frame(bytes);
+        // SOI, an APP0 of 4 bytes, SOF1 with precision 12.
+        let header = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC1, 0x00, 0x0B, 0x0C];
+        assert_eq!(frame(&header), Some(Frame { sof: 0xC1, precision: Some(12) }));
+        assert_eq!(frame(&header[..12]), Some(Frame { sof: 0xC1, precision: None }), "cut before the precision");
+        assert_eq!(frame(&header[..8]), None, "no frame header");
+    }
 }
