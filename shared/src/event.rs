@@ -135,6 +135,10 @@ pub struct Event {
     /// `rendition.deleted`: why nothing or not everything was deleted.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// `rendition.completed`: what was wrong with the source but did not stop it (an ignored ICC
+    /// profile), one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub warnings: Vec<String>,
 }
 
 impl Event {
@@ -157,6 +161,7 @@ impl Event {
             deleted: vec![],
             kept: vec![],
             reason: None,
+            warnings: vec![],
         }
     }
 

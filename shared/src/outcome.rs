@@ -64,6 +64,10 @@ pub struct RenderResult {
     /// ThumbHash of the oriented image, base64 (standard alphabet, padded).
     pub placeholder: String,
     pub timings: StageTimings,
+    /// What was wrong with the source but did not stop it (an ignored ICC profile), one sentence
+    /// each; absent when nothing was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Whether a failed job can ever succeed.

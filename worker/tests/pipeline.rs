@@ -636,3 +636,42 @@ fn shrinking_while_decoding_gives_the_planes_decode_then_shrink_gives() {
     let err = decode_shrinking(cut, ImageFormat::Jpeg, &Default::default(), &|_, _, _| 0.26).unwrap_err();
     assert!(matches!(err, pipeline::decode::DecodeError::Corrupt { .. }), "{err:?}");
 }
+
+/// A JPEG whose ICC chunks do not fit together is decoded as libjpeg, Pillow and browsers do:
+/// the profile is ignored, the pixels taken as sRGB, and the render says so in `warnings`.
+#[test]
+fn malformed_icc_chunks_are_ignored_with_a_warning_not_refused() {
+    let colour = [40u8, 180, 60];
+    let data: Vec<u8> = (0..96 * 64).flat_map(|_| colour).collect();
+    let plain = jpeg_of(&data, 96, 64, ColorType::Rgb);
+    // Display P3 in two chunks: used, it changes the colour; ignored, the colour stays as stored.
+    let icc = moxcms::ColorProfile::new_display_p3().encode().unwrap();
+    let (a, b) = icc.split_at(icc.len() / 2);
+    let chunk = |seq: u8, count: u8, part: &[u8]| [b"ICC_PROFILE\0".as_slice(), &[seq, count], part].concat();
+    // Chunks are inserted right after SOI, so the last inserted comes first in the file.
+    let with = |chunks: &[Vec<u8>]| chunks.iter().rev().fold(plain.clone(), |j, c| insert_segment(&j, 0xE2, c));
+
+    let valid = run(&with(&[chunk(1, 2, a), chunk(2, 2, b)]));
+    assert!(valid.result.warnings.is_empty(), "{:?}", valid.result.warnings);
+    assert!(!near(centre_rgb(&valid, "medium"), colour, 10), "a whole profile is applied");
+
+    let reference = run(&plain);
+    for (defect, chunks, says) in [
+        ("sequence number 0", vec![chunk(0, 2, a), chunk(2, 2, b)], "chunk 0 of 2"),
+        ("sequence number past the count", vec![chunk(1, 2, a), chunk(3, 2, b)], "chunk 3 of 2"),
+        ("counts that disagree", vec![chunk(1, 2, a), chunk(2, 3, b)], "disagree"),
+        ("a missing chunk", vec![chunk(1, 2, a)], "1 of 2 chunks"),
+        ("a chunk twice", vec![chunk(1, 2, a), chunk(1, 2, a), chunk(2, 2, b)], "twice"),
+    ] {
+        let r = run(&with(&chunks));
+        assert_eq!(r.result.warnings.len(), 1, "{defect}: {:?}", r.result.warnings);
+        assert!(
+            r.result.warnings[0].contains(says) && r.result.warnings[0].contains("sRGB"),
+            "{defect}: {:?}",
+            r.result.warnings
+        );
+        for (got, want) in r.outputs.iter().zip(&reference.outputs) {
+            assert_eq!(got.data, want.data, "{defect}: {} {} is not the untagged image's", got.name, got.format);
+        }
+    }
+}

@@ -47,9 +47,10 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         event.timings = Some(timings);
         event.attempt = attempt;
         match result {
-            Ok((renditions, placeholder)) => {
+            Ok((renditions, placeholder, warnings)) => {
                 event.renditions = renditions;
                 event.placeholder = Some(placeholder);
+                event.warnings = warnings;
                 self.publish(event, Outcome::Completed).await
             }
             Err(failure) => self.settle(event, failure, attempt).await,
@@ -63,7 +64,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         preset_name: &str,
         source: &mut EventSource,
         timings: &mut JobTimings,
-    ) -> Result<(Vec<EventRendition>, String), JobFailure> {
+    ) -> Result<(Vec<EventRendition>, String, Vec<String>), JobFailure> {
         let preset = self.catalog.get(preset_name).cloned().ok_or_else(|| {
             JobFailure::new(ErrorKind::UnknownPreset, format!("preset {preset_name:?} is not configured"))
         })?;
@@ -80,7 +81,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         let timer = self.metrics.time("store");
         let stored = self.store_all(request, &preset, source, outputs).await;
         timings.store_ms = timer.stop();
-        Ok((stored?, r.placeholder))
+        Ok((stored?, r.placeholder, r.warnings))
     }
 
     /// Downloads the source within the byte limit.

@@ -125,6 +125,90 @@ fn corrupt(e: zune_jpeg::errors::DecodeErrors) -> DecodeError {
 }
 
 fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64) -> Result<Decoded, DecodeError> {
+    // ICC chunks that do not fit together are ignored, as libjpeg's `jpeg_read_icc_profile` does:
+    // the pixels are decoded from a copy without them, as sRGB.
+    if let Err(problem) = check_icc_chunks(bytes) {
+        let mut decoded = decode_jpeg_checked(&without_icc_chunks(bytes), limits, keep)?;
+        decoded.warnings.push(format!("ICC profile ignored ({problem}): the image is taken as sRGB"));
+        return Ok(decoded);
+    }
+    decode_jpeg_checked(bytes, limits, keep)
+}
+
+/// An APP2 segment's ICC chunk, when it is one: its sequence number, the chunk count, its data.
+fn icc_chunk(segment: &[u8]) -> Option<(u8, u8, &[u8])> {
+    let rest = segment.strip_prefix(b"ICC_PROFILE\0")?;
+    match rest {
+        [seq, count, data @ ..] => Some((*seq, *count, data)),
+        _ => None,
+    }
+}
+
+/// The segments before the first scan, as (marker, range of the payload in `bytes`).
+fn segments(bytes: &[u8]) -> impl Iterator<Item = (u8, std::ops::Range<usize>)> + '_ {
+    let mut i = 2;
+    std::iter::from_fn(move || {
+        while i + 4 <= bytes.len() && bytes[i] == 0xFF {
+            let marker = bytes[i + 1];
+            if marker == 0xFF {
+                i += 1;
+                continue;
+            }
+            if matches!(marker, 0xDA | 0xD9) {
+                return None;
+            }
+            let length = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+            let segment = (marker, i + 4..(i + 2 + length).min(bytes.len()).max(i + 4));
+            i += 2 + length;
+            return Some(segment);
+        }
+        None
+    })
+}
+
+/// Whether the ICC chunks of a JPEG fit together as libjpeg requires: one count for all, every
+/// sequence number from 1 to it exactly once. No chunks at all is fine.
+fn check_icc_chunks(bytes: &[u8]) -> Result<(), String> {
+    let mut count = None;
+    let mut seen = Vec::new();
+    for (_, range) in segments(bytes).filter(|(m, _)| *m == 0xE2) {
+        let Some((seq, n, _)) = icc_chunk(&bytes[range]) else { continue };
+        if n == 0 || seq == 0 || seq > n {
+            return Err(format!("chunk {seq} of {n}"));
+        }
+        if *count.get_or_insert(n) != n {
+            return Err(format!("chunks disagree on their count: {} and {n}", count.unwrap_or(n)));
+        }
+        if seen.contains(&seq) {
+            return Err(format!("chunk {seq} appears twice"));
+        }
+        seen.push(seq);
+    }
+    match count {
+        Some(n) if seen.len() != usize::from(n) => Err(format!("{} of {n} chunks present", seen.len())),
+        _ => Ok(()),
+    }
+}
+
+/// The JPEG without its ICC chunks (everything else byte for byte).
+fn without_icc_chunks(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut from = 0;
+    for (marker, range) in segments(bytes) {
+        if marker == 0xE2 && icc_chunk(&bytes[range.clone()]).is_some() {
+            out.extend_from_slice(&bytes[from..range.start - 4]);
+            from = range.end;
+        }
+    }
+    out.extend_from_slice(&bytes[from..]);
+    out
+}
+
+fn decode_jpeg_checked(
+    bytes: &[u8],
+    limits: &Limits,
+    keep: &dyn Fn(u32, u32, u8) -> f64,
+) -> Result<Decoded, DecodeError> {
     // zune's own side limit stays wide so that our check below reports "too large" rather than "corrupt".
     let options = DecoderOptions::default()
         .set_max_width(usize::from(u16::MAX))
@@ -153,7 +237,16 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64
         && let Some((planes, shrunk_by)) = ycc_planes(&mut decoder, width, height, keep(width, height, orientation))?
     {
         let raster = Raster::Ycc(planes);
-        return Ok(Decoded { raster, width, height, shrunk_by, model: ColourModel::Rgb, icc, orientation });
+        return Ok(Decoded {
+            raster,
+            width,
+            height,
+            shrunk_by,
+            model: ColourModel::Rgb,
+            icc,
+            orientation,
+            warnings: Vec::new(),
+        });
     }
     let (out, model) = match input {
         ColorSpace::CMYK if cmyk_profile => (ColorSpace::CMYK, ColourModel::Cmyk),
@@ -167,7 +260,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits, keep: &dyn Fn(u32, u32, u8) -> f64
     let icc =
         if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) && model != ColourModel::Cmyk { None } else { icc };
     let raster = Pixels::new(width, height, channels, data).into();
-    Ok(Decoded { raster, width, height, shrunk_by: 1, model, icc, orientation })
+    Ok(Decoded { raster, width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new() })
 }
 
 /// Decodes a 3-component YCbCr JPEG whose luma is at full resolution into its raw planes, box-shrunk
@@ -299,7 +392,7 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
             return Err(DecodeError::Corrupt { format, message: "palette was not expanded".into() });
         }
     };
-    Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation })
+    Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new() })
 }
 
 fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
@@ -319,7 +412,7 @@ fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let orientation = chunks.exif.map_or(1, exif_orientation);
     let pixels = Pixels::new(width, height, channels, image.to_vec());
     let icc = chunks.icc.map(<[u8]>::to_vec);
-    Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation })
+    Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new() })
 }
 
 #[derive(Default)]
@@ -368,5 +461,24 @@ mod tests {
         assert_eq!(frame(&header), Some(Frame { sof: 0xC1, precision: Some(12) }));
         assert_eq!(frame(&header[..12]), Some(Frame { sof: 0xC1, precision: None }), "cut before the precision");
         assert_eq!(frame(&header[..8]), None, "no frame header");
+    }
+
+    #[test]
+    fn icc_chunks_are_removed_and_nothing_else() {
+        let segment = |marker: u8, payload: &[u8]| {
+            [&[0xFF, marker][..], &((payload.len() + 2) as u16).to_be_bytes(), payload].concat()
+        };
+        let icc = segment(0xE2, b"ICC_PROFILE\0\x01\x01profile bytes");
+        let other_app2 = segment(0xE2, b"MPF\0not a profile");
+        let short = segment(0xE2, b"ICC_PROFILE\0\x01");
+        let head = [&[0xFF, 0xD8][..], &segment(0xE0, b"JFIF\0"), &icc, &other_app2, &short].concat();
+        let scan = [0xFF, 0xDA, 0x00, 0x02, 0x12, 0x34, 0xFF, 0xD9];
+        let file = [&head[..], &scan].concat();
+        assert_eq!(check_icc_chunks(&file), Ok(()));
+        let want = [&[0xFF, 0xD8][..], &segment(0xE0, b"JFIF\0"), &other_app2, &short, &scan].concat();
+        assert_eq!(without_icc_chunks(&file), want);
+        // An ICC-looking segment after the first scan is image data, not a chunk.
+        let late = [&file[..], &icc].concat();
+        assert_eq!(without_icc_chunks(&late), [&want[..], &icc].concat());
     }
 }

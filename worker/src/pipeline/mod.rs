@@ -140,7 +140,8 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.sniff_ms = clock.lap();
 
     let keep = |w: u32, h: u32, orientation: u8| shrink_keep(w, h, preset, orientation);
-    let decoded = decode::decode_shrinking(bytes, format, &options.limits, &keep)?;
+    let mut decoded = decode::decode_shrinking(bytes, format, &options.limits, &keep)?;
+    let warnings = std::mem::take(&mut decoded.warnings);
     let (orientation, size, shrunk_by) = (decoded.orientation, (decoded.width, decoded.height), decoded.shrunk_by);
     let source_info = SourceInfo { format, width: size.0, height: size.1, bytes: bytes.len() as u64, orientation };
     let (source, converter) = colour::prepare(decoded);
@@ -162,7 +163,8 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.encode_ms = clock.lap();
 
     let renditions = outputs.iter().map(Output::info).collect();
-    Ok(Rendered { result: RenderResult { source: source_info, renditions, placeholder, timings }, outputs })
+    let result = RenderResult { source: source_info, renditions, placeholder, timings, warnings };
+    Ok(Rendered { result, outputs })
 }
 
 /// The small image the placeholder is computed from, cut from the smallest full-frame rendition,

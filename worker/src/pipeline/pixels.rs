@@ -160,6 +160,9 @@ pub struct Decoded {
     pub icc: Option<Vec<u8>>,
     /// EXIF orientation 1–8 (1 when absent or invalid).
     pub orientation: u8,
+    /// What was wrong with the file but did not stop it from being read (an ICC profile whose
+    /// chunks do not fit together, ignored), one sentence each.
+    pub warnings: Vec<String>,
 }
 
 /// JFIF YCbCr (full range) → RGB, in 16.16 fixed point. Chroma planes smaller than luma (the
