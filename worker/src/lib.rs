@@ -19,10 +19,20 @@
 //!   - [`fleet::render`]: a source → fetch → render → store → publish.
 //!   - [`fleet::remove`]: a removed source → its renditions deleted.
 //!   - [`fleet::pool`]: the fixed rendering threads, one per CPU slot.
-//! - [`pipeline`]: bytes → renditions. Synchronous, no I/O; the only CPU-heavy code.
+//! - [`pipeline`]: bytes → renditions. Synchronous, no I/O; the only CPU-heavy code. The stages, in
+//!   the order an image meets them, none importing another:
+//!   - [`pipeline::sniff`]: the format, by magic bytes only.
+//!   - [`pipeline::decode`]: pixels (or a JPEG's planes), limits checked from the header first.
+//!   - [`pipeline::colour`]: embedded profiles → sRGB.
+//!   - [`pipeline::resize`]: fast_image_resize to each rendition's plan.
+//!   - [`pipeline::orient`]: EXIF orientation applied to the small results.
+//!   - [`pipeline::encode`]: JPEG and WebP bytes, metadata stripped.
+//!   - What the stages stand on: [`pipeline::pixels`] (the image types), [`pipeline::geometry`]
+//!     (every size and crop, exact), [`pipeline::shrink`] (the box shrink), [`pipeline::exif`]
+//!     (the orientation tag), and the libjpeg and libwebp encoders' bindings.
 //! - [`adapters`]: narrow traits over the outside world, each with its real implementation.
-//!   - [`adapters::queue`]: receive, delete, change visibility; SQS.
-//!   - [`adapters::storage`]: size-capped fetch, put, head, delete; S3.
+//!   - [`adapters::queue`]: receive, delete, change visibility, send; SQS.
+//!   - [`adapters::storage`]: size-capped fetch, put, head, delete, list; S3.
 //!   - [`adapters::events`]: publish an event; a Redis stream and channel.
 //!   - [`adapters::local`]: a folder store, an in-process queue and a JSON-lines sink, for the demo.
 //! - [`ops`]: running in production.

@@ -119,7 +119,7 @@ impl Queue for SqsQueue {
             .client
             .receive_message()
             .queue_url(&self.url)
-            .max_number_of_messages(max.clamp(1, 10))
+            .max_number_of_messages(max.clamp(1, MAX_BATCH as i32))
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .visibility_timeout(visibility.as_secs().min(43_200) as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
