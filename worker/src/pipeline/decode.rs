@@ -87,19 +87,9 @@ struct Frame {
 
 /// The frame header of a JPEG, found by walking the segments before the first scan.
 fn jpeg_frame(bytes: &[u8]) -> Option<Frame> {
-    let mut i = 2;
-    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
-        let marker = bytes[i + 1];
-        match marker {
-            0xFF => i += 1, // fill byte
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                return Some(Frame { sof: marker, precision: bytes.get(i + 4).copied() });
-            }
-            0xDA | 0xD9 => return None,
-            _ => i += 2 + usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]])),
-        }
-    }
-    None
+    let is_sof = |m: u8| matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC);
+    let (sof, payload) = segments(bytes).find(|(marker, _)| is_sof(*marker))?;
+    Some(Frame { sof, precision: bytes.get(payload.start).copied() })
 }
 
 /// What is wrong with a frame the decoder does not read: it reads 8-bit baseline, extended and
