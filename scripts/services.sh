@@ -4,10 +4,12 @@
 #   Redis on 127.0.0.1:${REDIS_PORT:-6379}
 #   s3s-fs on 127.0.0.1:${S3S_PORT:-5100}: an S3 server that checks signatures and POST policies
 #     (moto accepts any POST upload), for the presigned-upload tests; keys imgfleet / imgfleet-secret
+# and installs (never starts) Debian's `prometheus` package: tests/tests/prometheus.rs runs its own
+# Prometheus server against a live worker, and scripts/check-deploy.sh uses its promtool.
 # Idempotent: a service that already answers is left alone; whatever is missing is installed
-# (moto into a virtualenv, redis-server from Debian's packages, s3s-fs with cargo install) and
-# started in the background.
-#   scripts/services.sh start | stop | status
+# (moto into a virtualenv, redis-server and prometheus from Debian's packages, s3s-fs with cargo
+# install) and started in the background.
+#   scripts/services.sh start | stop | status | install-prometheus
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,6 +59,40 @@ install_redis() {
   echo "services: installing redis-server"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q redis-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }
+}
+
+# /usr/bin/prometheus and /usr/bin/promtool from Debian's `prometheus` package. The package's own
+# service is never started (policy-rc.d forbids it during the install; an existing policy file is
+# left alone), so nothing is left running. Needs root, or sudo.
+install_prometheus() {
+  [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] && return 0
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  local made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then # exit 101 = "action forbidden"
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo[@]}" chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)
+  echo "services: installing prometheus (Debian package; its service is not started)"
+  local ok=0
+  if "${apt[@]}" >/dev/null 2>&1; then
+    ok=1
+  else
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || true
+    if "${apt[@]}" >&2; then ok=1; fi
+  fi
+  [ "$made_policy" = 1 ] && "${sudo[@]}" rm -f /usr/sbin/policy-rc.d
+  # Belt and braces: if an init system started the server anyway, stop it by the service's own
+  # controls, so only that service is touched.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    "${sudo[@]}" systemctl disable --now prometheus >&2 || true
+  elif [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+    "${sudo[@]}" /etc/init.d/prometheus stop >&2 || true
+  fi
+  [ "$ok" = 1 ] && [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] \
+    || { echo "services: could not install the prometheus package" >&2; return 1; }
 }
 
 start_moto() {
@@ -111,11 +147,12 @@ stop_pid() { # name pidfile: stops only what this script started
 }
 
 case "${1:-start}" in
-  start) start_moto; start_redis; start_s3s ;;
+  start) start_moto; start_redis; start_s3s; install_prometheus ;;
+  install-prometheus) install_prometheus ;;
   stop) stop_pid moto "$STATE/moto.pid"; stop_pid redis "$STATE/redis.pid"; stop_pid s3s-fs "$STATE/s3s.pid" ;;
   status)
     moto_up && echo "moto: up (127.0.0.1:$MOTO_PORT)" || echo "moto: down"
     s3s_up && echo "s3s-fs: up (127.0.0.1:$S3S_PORT)" || echo "s3s-fs: down"
     redis_up && echo "redis: up (127.0.0.1:$REDIS_PORT)" || echo "redis: down" ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|install-prometheus" >&2; exit 2 ;;
 esac
