@@ -5,10 +5,13 @@
 //! - [`e2e`]: uploads to a real bucket and reads the fleet's events from Redis ([`stream`]), matched
 //!   by [`ledger`]; [`report`] and [`chart`] write the table, `report.json` and `chart.svg`.
 //! - [`setup`]: bucket + queue + dead-letter queue + bucket notification for a local run, and their teardown.
+//! - [`capacity`]: the fleet and its queue simulated under the template's scaling policy for an
+//!   upload-rate profile: tasks over time, message age, backlog drain time, cost per million photos.
 //! - [`samples`]: generated photos, when no corpus is at hand. [`stats`]: percentiles and histograms.
 //!
 //! `setup` is also what the end-to-end tests use to make their bucket, queues and notification.
 
+pub mod capacity;
 pub mod chart;
 pub mod e2e;
 pub mod inputs;

@@ -3,6 +3,7 @@
 //! Exit status: 0 when the run is clean, 1 when an e2e run lost a job or an upload failed, 2 on an
 //! error (bad arguments, unreachable services).
 
+use imgfleet_loadtest::capacity::{self, cost, policy, sim};
 use imgfleet_loadtest::{e2e, pipeline, report, samples, setup};
 
 use anyhow::Context as _;
@@ -71,6 +72,10 @@ enum Command {
         #[arg(long, value_name = "Q")]
         queue: String,
     },
+    /// Simulate the fleet and its queue under the template's target-tracking policy for an
+    /// upload-rate profile: tasks over time, oldest message age, backlog drain time, cost per
+    /// million photos.
+    Capacity(CapacityCli),
     /// Write generated sample photos (JPEG) into a folder.
     Samples {
         /// Folder the photos are written to (as sample-NNN.jpg).
@@ -132,6 +137,69 @@ struct E2eCli {
     out: PathBuf,
 }
 
+#[derive(Debug, Args)]
+struct CapacityCli {
+    /// Images per second one vCPU completes, queue and S3 round trips included (the e2e mode's
+    /// "images per worker CPU-second"; docs/performance.md measured 9.7).
+    #[arg(long, value_name = "R", default_value_t = 9.7, conflicts_with = "pipeline_json")]
+    per_vcpu_rate: f64,
+    /// Take the per-vCPU rate from the pipeline mode's --json output (`images_per_cpu_s`),
+    /// multiplied by --e2e-factor.
+    #[arg(long, value_name = "FILE")]
+    pipeline_json: Option<PathBuf>,
+    /// The e2e rate over the pipeline rate (docs/performance.md: 9.73 / 10.91).
+    #[arg(long, value_name = "F", default_value_t = 0.89)]
+    e2e_factor: f64,
+    /// Uploads per second at all times.
+    #[arg(long, value_name = "R", default_value_t = 0.0)]
+    steady: f64,
+    /// A daily wave: MEAN:PEAK uploads/s, peaking at HOUR (default 20) each day.
+    #[arg(long, value_name = "MEAN:PEAK[@HOUR]", value_parser = parse_daily)]
+    daily: Option<sim::Daily>,
+    /// A one-off backlog of N messages enqueued at once, MINUTES into the run (default 10).
+    #[arg(long, value_name = "N[@MINUTES]", value_parser = parse_backlog)]
+    backlog: Option<sim::OneOff>,
+    /// Hours simulated.
+    #[arg(long, value_name = "H", default_value_t = 24.0)]
+    hours: f64,
+    /// `MinTasks`.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    min_tasks: u32,
+    /// `MaxTasks`.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    max_tasks: u32,
+    /// `TargetBacklogPerTask`; a comma-separated list compares several.
+    #[arg(long, value_name = "T[,T…]", value_delimiter = ',', default_value = "40")]
+    target: Vec<f64>,
+    /// `TargetCpuUtilization` (percent) of the second policy; 0 for the backlog policy alone.
+    #[arg(long, value_name = "PERCENT", default_value_t = 70.0)]
+    cpu_target: f64,
+    /// `ScaleOutCooldownSeconds`.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    scale_out_cooldown: u64,
+    /// `ScaleInCooldownSeconds`.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    scale_in_cooldown: u64,
+    /// Seconds from a scale-out until the new task takes jobs.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    startup: u64,
+    /// Task vCPUs (`TaskCpu` / 1024); the worker runs one job per vCPU.
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    task_vcpu: f64,
+    /// Task memory in GiB (default: the smallest Fargate size that holds the memory bound).
+    #[arg(long, value_name = "GIB")]
+    task_memory_gib: Option<f64>,
+    /// Preset TOML file, for its output count (S3 PUTs per image); default: the built-in profile.
+    #[arg(long, value_name = "FILE")]
+    preset: Option<PathBuf>,
+    /// Rows of the tasks-over-time table.
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    rows: usize,
+    /// Also write the summaries as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -172,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("deleted {deleted} object(s), bucket s3://{bucket} and queues {queue}, {queue}-dlq");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Capacity(args) => capacity_command(&args),
         Command::Samples { out, count, size } => {
             let written = samples::write(&out, count, size)?;
             eprintln!("{} sample photos in {}", written.len(), out.display());
@@ -219,6 +288,128 @@ fn e2e_command(cli: E2eCli) -> anyhow::Result<ExitCode> {
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+fn capacity_command(cli: &CapacityCli) -> anyhow::Result<ExitCode> {
+    let base = capacity_base(cli)?;
+    let load = sim::Load {
+        steady_per_s: cli.steady,
+        daily: cli.daily,
+        backlog: cli.backlog,
+        duration_s: (cli.hours * 3600.0).round() as u64,
+    };
+    let summaries: Vec<capacity::Summary> = cli
+        .target
+        .iter()
+        .map(|target| {
+            let mut plan = base;
+            plan.fleet.policy.target = *target;
+            capacity::run(&plan, &load, cli.rows)
+        })
+        .collect();
+    for s in &summaries {
+        eprintln!("\ntarget {} messages per task: tasks over time", s.target_backlog_per_task);
+        eprint!("{}", s.timeline_table());
+    }
+    eprint!("\n{}", capacity::Summary::header());
+    for s in &summaries {
+        eprint!("{}", s.row());
+    }
+    if let Some(path) = &cli.json {
+        let text = serde_json::to_string_pretty(&summaries).context("cannot serialise the summaries")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan the arguments describe (with the first target), after printing its inputs.
+fn capacity_base(cli: &CapacityCli) -> anyhow::Result<capacity::Plan> {
+    let per_vcpu = match &cli.pipeline_json {
+        Some(path) => pipeline_rate(path)? * cli.e2e_factor,
+        None => cli.per_vcpu_rate,
+    };
+    anyhow::ensure!(per_vcpu > 0.0 && cli.task_vcpu > 0.0, "the per-vCPU rate and --task-vcpu must be above 0");
+    anyhow::ensure!(cli.min_tasks >= 1 && cli.min_tasks <= cli.max_tasks, "need 1 <= --min-tasks <= --max-tasks");
+    anyhow::ensure!(cli.target.iter().all(|t| *t > 0.0), "--target must be above 0");
+    let catalog = imgfleet_shared::preset::PresetCatalog::load(cli.preset.as_deref())?;
+    let preset = catalog.default_preset();
+    let outputs = preset.renditions.iter().map(|r| r.formats.len()).sum::<usize>();
+    let limits = catalog.limits;
+    let concurrency = cli.task_vcpu.ceil() as u32;
+    let peak =
+        cost::peak_memory_mib(25.0, concurrency, limits.max_source_pixels as f64, limits.max_source_bytes as f64);
+    let memory_gib = match cli.task_memory_gib {
+        Some(gib) => gib,
+        None => cost::fargate_memory_mib(cli.task_vcpu, peak)
+            .map(|mib| f64::from(mib) / 1024.0)
+            .with_context(|| format!("no Fargate memory size for {} vCPU holds {peak:.0} MiB", cli.task_vcpu))?,
+    };
+    let cpu_target = (cli.cpu_target > 0.0).then_some(cli.cpu_target);
+    let cpu = cpu_target.map_or_else(|| "none".to_string(), |t| format!("{t} %"));
+    eprintln!(
+        "capacity: {:.2} images/s per task ({per_vcpu:.2} per vCPU × {} vCPU), {memory_gib} GiB tasks (peak bound \
+         {peak:.0} MiB at {} MP), preset {:?} ({outputs} outputs), {} h; tasks {}..{}, CPU target {cpu}, \
+         cooldowns out {} s / in {} s, start-up {} s",
+        per_vcpu * cli.task_vcpu,
+        cli.task_vcpu,
+        limits.max_source_pixels / 1_000_000,
+        preset.name,
+        cli.hours,
+        cli.min_tasks,
+        cli.max_tasks,
+        cli.scale_out_cooldown,
+        cli.scale_in_cooldown,
+        cli.startup
+    );
+    Ok(capacity::Plan {
+        fleet: sim::Fleet {
+            per_task_per_s: per_vcpu * cli.task_vcpu,
+            startup_s: cli.startup,
+            policy: policy::Policy {
+                min_tasks: cli.min_tasks,
+                max_tasks: cli.max_tasks,
+                target: cli.target.first().copied().unwrap_or(40.0),
+                cpu_target,
+                scale_out_cooldown_s: cli.scale_out_cooldown,
+                scale_in_cooldown_s: cli.scale_in_cooldown,
+                alarms: policy::Alarms::default(),
+            },
+        },
+        size: cost::TaskSize { vcpu: cli.task_vcpu, memory_gib },
+        requests: cost::Requests::for_outputs(outputs),
+        prices: cost::Prices::default(),
+    })
+}
+
+/// `images_per_cpu_s` of a pipeline report.
+fn pipeline_rate(path: &std::path::Path) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    json.get("images_per_cpu_s")
+        .and_then(serde_json::Value::as_f64)
+        .with_context(|| format!("{} has no images_per_cpu_s: not a pipeline report", path.display()))
+}
+
+/// `MEAN:PEAK[@HOUR]` uploads per second.
+fn parse_daily(text: &str) -> Result<sim::Daily, String> {
+    let (rates, hour) = text.split_once('@').unwrap_or((text, "20"));
+    let (mean, peak) = rates.split_once(':').ok_or_else(|| format!("{text:?} is not MEAN:PEAK[@HOUR]"))?;
+    match (mean.parse::<f64>(), peak.parse::<f64>(), hour.parse::<u64>()) {
+        (Ok(mean), Ok(peak), Ok(hour)) if mean >= 0.0 && peak >= mean && hour < 24 => {
+            Ok(sim::Daily { mean_per_s: mean, peak_per_s: peak, peak_at_s: hour * 3600 })
+        }
+        _ => Err(format!("{text:?} is not MEAN:PEAK[@HOUR] with 0 <= MEAN <= PEAK and HOUR 0-23")),
+    }
+}
+
+/// `N[@MINUTES]` messages.
+fn parse_backlog(text: &str) -> Result<sim::OneOff, String> {
+    let (count, minutes) = text.split_once('@').unwrap_or((text, "10"));
+    match (count.parse::<f64>(), minutes.parse::<u64>()) {
+        (Ok(count), Ok(minutes)) if count >= 0.0 => Ok(sim::OneOff { count, at_s: minutes * 60 }),
+        _ => Err(format!("{text:?} is not N[@MINUTES]")),
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
@@ -263,6 +454,48 @@ mod tests {
         assert!(Cli::try_parse_from(base.iter().chain(&["--rate", "2.5"])).is_ok());
         assert!(Cli::try_parse_from(base.iter().chain(&["--burst"])).is_ok());
         assert!(Cli::try_parse_from(base.iter().chain(&["--burst", "--timeout", "0"])).is_err());
+    }
+
+    #[test]
+    fn capacity_arguments() {
+        assert_eq!(parse_daily("10:30").unwrap(), sim::Daily { mean_per_s: 10.0, peak_per_s: 30.0, peak_at_s: 72_000 });
+        assert_eq!(parse_daily("1:2@3").unwrap().peak_at_s, 3 * 3600);
+        for bad in ["10", "30:10", "1:2@24", "a:b", "-1:2"] {
+            assert!(parse_daily(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_backlog("500000").unwrap(), sim::OneOff { count: 500_000.0, at_s: 600 });
+        assert_eq!(parse_backlog("5@0").unwrap().at_s, 0);
+        assert!(parse_backlog("x").is_err());
+        let cli = Cli::try_parse_from(["imgfleet-loadtest", "capacity", "--target", "10,40,100"]).unwrap();
+        let Command::Capacity(c) = cli.command else { panic!("not capacity") };
+        assert_eq!(c.target, vec![10.0, 40.0, 100.0]);
+        assert!(
+            Cli::try_parse_from(["imgfleet-loadtest", "capacity", "--per-vcpu-rate", "3", "--pipeline-json", "f"])
+                .is_err()
+        );
+    }
+
+    /// The capacity mode's defaults are the template's: a plan run without flags is the stack as
+    /// deployed with its defaults.
+    #[test]
+    fn capacity_defaults_are_the_templates() {
+        let template =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/cloudformation/imgfleet.yaml"))
+                .expect("the template");
+        let default_of = |name: &str| -> f64 {
+            let at = template.find(&format!("\n  {name}:\n")).unwrap_or_else(|| panic!("no parameter {name}"));
+            let line = template[at..].lines().find(|l| l.trim_start().starts_with("Default:")).expect("a default");
+            line.trim_start().trim_start_matches("Default:").trim().trim_matches('"').parse().expect("a number")
+        };
+        let cli = Cli::try_parse_from(["imgfleet-loadtest", "capacity"]).unwrap();
+        let Command::Capacity(c) = cli.command else { panic!("not capacity") };
+        assert_eq!(f64::from(c.min_tasks), default_of("MinTasks"));
+        assert_eq!(f64::from(c.max_tasks), default_of("MaxTasks"));
+        assert_eq!(c.target, vec![default_of("TargetBacklogPerTask")]);
+        assert_eq!(c.cpu_target, default_of("TargetCpuUtilization"));
+        assert_eq!(c.scale_out_cooldown as f64, default_of("ScaleOutCooldownSeconds"));
+        assert_eq!(c.scale_in_cooldown as f64, default_of("ScaleInCooldownSeconds"));
+        assert_eq!(c.task_vcpu * 1024.0, default_of("TaskCpu"));
     }
 
     #[test]
