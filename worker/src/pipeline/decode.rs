@@ -279,14 +279,14 @@ fn ycc_planes(
             Pixels::new(info.width as u32, info.height as u32, 1, it.next().unwrap_or_default())
         };
         let (y, cb, cr) = (plane(&layout[0]), plane(&layout[1]), plane(&layout[2]));
-        return Ok(Some((YccPlanes { y, cb, cr, chroma_scale }, 1)));
+        return Ok(Some((YccPlanes { y, cb, cr, chroma_scale, chroma_early: (false, false) }, 1)));
     }
     let [y, cb, cr] = shrunk_planes(&mut raw, layout, &strides, [k, k_chroma, k_chroma])?;
     if (y.height, cb.height) != (height.div_ceil(k), (layout[1].height as u32).div_ceil(k_chroma)) {
         return Err(DecodeError::Corrupt { format: ImageFormat::Jpeg, message: "image data ended early".into() });
     }
     let chroma_scale = geometry::shrunk_chroma_scale(chroma_scale, k, k_chroma);
-    Ok(Some((YccPlanes { y, cb, cr, chroma_scale }, k)))
+    Ok(Some((YccPlanes { y, cb, cr, chroma_scale, chroma_early: (false, false) }, k)))
 }
 
 /// The chroma planes' share of luma per side, when the three planes are ones the planes path

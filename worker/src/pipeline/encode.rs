@@ -6,7 +6,7 @@
 //! the `webp` crate bundles; alpha is kept. A rendition made from a JPEG's YCbCr planes (luma plus half-size chroma)
 //! goes into both encoders as planes, so neither converts it from RGB nor averages its chroma again.
 
-use super::pixels::{Pixels, Raster, ycc_to_rgb};
+use super::pixels::{Pixels, Raster};
 use super::{libjpeg, libwebp};
 use imgfleet_shared::{ImageFormat, OutputSpec};
 
@@ -35,7 +35,7 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
                 ImageFormat::Png => Err(EncodeError::Unsupported(spec.format)),
             };
         }
-        Raster::Ycc(planes) => &ycc_to_rgb(&planes.y, &planes.cb, &planes.cr),
+        Raster::Ycc(planes) => &planes.to_rgb(),
         Raster::Pixels(p) => p,
     };
     match spec.format {
@@ -168,6 +168,7 @@ mod tests {
             cb: plane(cw, ch, &|x, y| 90 + x * 60 / cw + y * 10 / ch),
             cr: plane(cw, ch, &|x, y| 170 - y * 70 / ch - x * 5 / cw),
             chroma_scale: (Ratio::HALF, Ratio::HALF),
+            chroma_early: (false, false),
         }
     }
 
@@ -221,6 +222,7 @@ mod tests {
             cb: Pixels::new(8, 8, 1, vec![100; 64]),
             cr: Pixels::new(8, 8, 1, vec![150; 64]),
             chroma_scale: (Ratio::ONE, Ratio::ONE),
+            chroma_early: (false, false),
         };
         assert!(!full_chroma.is_420());
         let rgb = Raster::Ycc(full_chroma.clone()).into_pixels();

@@ -155,15 +155,37 @@ impl Plan {
         self.region() == (0.0, 0.0, f64::from(w), f64::from(h)) && (self.width, self.height) == (w, h)
     }
 
-    /// The plan of the chroma planes of a YCbCr image read by this plan, whose chroma is
-    /// `chroma_scale` of its luma: the region scaled, the size half the rendition's (rounded up),
-    /// as 4:2:0 encoders keep it.
-    pub fn chroma(&self, chroma_scale: (Ratio, Ratio)) -> Self {
-        Self {
-            width: self.width.div_ceil(2),
-            height: self.height.div_ceil(2),
-            ..self.scaled(chroma_scale.0, chroma_scale.1)
-        }
+    /// Where the chroma planes of this plan's rendition are read from, in a YCbCr image whose
+    /// chroma is `scale` of its luma, starting one luma pixel early on the axes `src_early` says
+    /// ([`super::pixels::YccPlanes::chroma_early`]): the planes' size, half the rendition's rounded
+    /// up as 4:2:0 encoders keep it, and the region they cover in chroma pixels.
+    ///
+    /// For an odd side the last chroma sample covers the rendition's last pixel and one beyond it
+    /// (encoders fill it by repeating the edge), or, on the axes `out_early` says, the first
+    /// pixel and one before it (a rendition to be mirrored upright). So the region is the luma
+    /// crop widened by one rendition pixel's span at that end, then put on the chroma grid: each
+    /// chroma sample stays centred on its two luma pixels. The region may reach past the plane's
+    /// edges by up to that span; the resize repeats the plane's edge there.
+    pub fn chroma(
+        &self,
+        scale: (Ratio, Ratio),
+        src_early: (bool, bool),
+        out_early: (bool, bool),
+    ) -> (u32, u32, Region) {
+        let (width, height) = (self.width.div_ceil(2), self.height.div_ceil(2));
+        let (l, t, w, h) = self.scaled(scale.0, scale.1).region();
+        // (start, length) on one axis: `out` rendition pixels as `half` chroma samples.
+        let axis = |start: f64, len: f64, out: u32, half: u32, step: Ratio, src_early: bool, out_early: bool| {
+            let start = if src_early { start + step.to_f64() } else { start };
+            if 2 * half == out {
+                return (start, len);
+            }
+            let span = len / f64::from(out);
+            (if out_early { start - span } else { start }, len + span)
+        };
+        let (l, w) = axis(l, w, self.width, width, scale.0, src_early.0, out_early.0);
+        let (t, h) = axis(t, h, self.height, height, scale.1, src_early.1, out_early.1);
+        (width, height, (l, t, w, h))
     }
 }
 
@@ -350,6 +372,36 @@ mod tests {
         if ok { Ok(()) } else { Err(format!("region {region:?} outside {}x{}", ext.0, ext.1)) }
     }
 
+    /// A chroma region is the luma region on the chroma grid, widened by one rendition pixel's
+    /// span at the end (or at the start, for a rendition to be mirrored) on an odd side, and
+    /// passes the `ext` plane's edges by no more than that span.
+    fn chroma_inside(
+        plan: &Plan,
+        scale: (Ratio, Ratio),
+        ext: (u32, u32),
+        out_early: (bool, bool),
+    ) -> Result<(), String> {
+        let luma = plan.scaled(scale.0, scale.1).region();
+        let (cw, ch, (l, t, w, h)) = plan.chroma(scale, (false, false), out_early);
+        let eps = 1e-6;
+        let check = |start: f64, len: f64, l_start: f64, l_len: f64, out: u32, half: u32, extent: u32, early: bool| {
+            let span = l_len / f64::from(out);
+            let widened = if 2 * half == out { 0.0 } else { span };
+            let want_start = if early && widened > 0.0 { l_start - span } else { l_start };
+            (start - want_start).abs() <= eps
+                && (len - (l_len + widened)).abs() <= eps
+                && start >= -span - eps
+                && start + len <= f64::from(extent) + span + eps
+        };
+        if check(l, w, luma.0, luma.2, plan.width, cw, ext.0, out_early.0)
+            && check(t, h, luma.1, luma.3, plan.height, ch, ext.1, out_early.1)
+        {
+            Ok(())
+        } else {
+            Err(format!("chroma region {:?} for luma {luma:?} ({out_early:?}) in {}x{}", (l, t, w, h), ext.0, ext.1))
+        }
+    }
+
     /// Every property the geometry promises, for one source size, box orientation, layout and set of boxes.
     fn check(
         src: (u32, u32),
@@ -412,7 +464,10 @@ mod tests {
             };
             inside(step.plan.region(), ext).map_err(|e| format!("{}: {e}", at()))?;
             if let Layout::Ycc { .. } = layout {
-                inside(step.plan.chroma(chroma_at).region(), chroma).map_err(|e| format!("{} chroma: {e}", at()))?;
+                let (w_odd, h_odd) = (want.width % 2 == 1, want.height % 2 == 1);
+                let (mx, my) = crate::pipeline::orient::mirrored_axes(orientation);
+                chroma_inside(&step.plan, chroma_at, chroma, (mx && w_odd, my && h_odd))
+                    .map_err(|e| format!("{} chroma: {e}", at()))?;
             }
             if step.from == Source::Base && k > 1 {
                 // The shrunk base still has at least what the rendition needs: never upscaled.

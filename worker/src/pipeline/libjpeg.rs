@@ -666,6 +666,7 @@ mod tests {
                 cb: plane(cw, ch, |x, y| if x > cw / 2 { 128 } else { (x * 5 + y * 3) as u8 }),
                 cr: plane(cw, ch, |x, y| if (x + y) % 11 < 3 { 255 } else { 40 }),
                 chroma_scale: (Ratio::HALF, Ratio::HALF),
+                chroma_early: (false, false),
             };
             let rgb: Vec<u8> = (0..w * h * 3)
                 .map(|i| if i % 17 < 8 { noise[(i % 180_000) as usize] } else { (i / 3 % w) as u8 })
@@ -692,6 +693,7 @@ mod tests {
             cb: plane(20, 12, |_, _| 128),
             cr: plane(20, 12, |_, _| 128),
             chroma_scale: (Ratio::HALF, Ratio::HALF),
+            chroma_early: (false, false),
         };
         let run = |poison: bool| {
             std::panic::catch_unwind(|| {

@@ -179,7 +179,8 @@ fn placeholder_image(source: &Raster, made: &Made, orientation: u8) -> Result<Ra
         Fit::Inside,
         orientation,
     );
-    resize::resize_raster(base, &plan)
+    // Turned into RGB pixels before it is turned upright: its chroma grid can start anywhere.
+    resize::resize_raster(base, &plan, (false, false))
 }
 
 /// Every rendition of `preset` (upright, in preset order) in each of its output formats.
@@ -240,6 +241,8 @@ pub fn resize_all_shrunk(
         None => (source, shrunk_by),
     };
     let base_scale = Ratio::new(1, u64::from(k));
+    // Renditions are made in the stored orientation; chroma is laid for the upright image.
+    let mirrored = orient::mirrored_axes(orientation);
     let mut out: Vec<Option<Raster>> = vec![None; plans.len()];
     let mut smallest_frame = None;
     for step in geometry::schedule(src_w, src_h, base_scale, &plans) {
@@ -247,7 +250,7 @@ pub fn resize_all_shrunk(
             Source::Base => base,
             Source::Rendition(f) => out[f].as_ref().ok_or_else(|| ResizeError::new("cascade source not made yet"))?,
         };
-        out[step.rendition] = Some(resize::resize_raster(from, &step.plan)?);
+        out[step.rendition] = Some(resize::resize_raster(from, &step.plan, mirrored)?);
         if geometry::is_frame(&plans[step.rendition], src_w, src_h) {
             smallest_frame = Some(step.rendition);
         }

@@ -7,16 +7,33 @@ use super::exif::transposes;
 use super::pixels::{Pixels, Raster, YccPlanes};
 
 /// [`apply`] for a rendition of either kind: YCbCr planes are turned one by one (a 4:2:0
-/// rendition's chroma stays half of its luma, whichever way it turns).
+/// rendition's chroma stays half of its luma, whichever way it turns). Mirroring an odd side
+/// moves the half chroma sample it adds to the other end ([`YccPlanes::chroma_early`]).
 pub fn apply_raster(src: Raster, orientation: u8) -> Raster {
     match src {
         Raster::Pixels(p) => Raster::Pixels(apply(p, orientation)),
-        Raster::Ycc(YccPlanes { y, cb, cr, chroma_scale: (sx, sy) }) => Raster::Ycc(YccPlanes {
-            y: apply(y, orientation),
-            cb: apply(cb, orientation),
-            cr: apply(cr, orientation),
-            chroma_scale: if transposes(orientation) { (sy, sx) } else { (sx, sy) },
-        }),
+        Raster::Ycc(YccPlanes { y, cb, cr, chroma_scale: (sx, sy), chroma_early: (ex, ey) }) => {
+            let (rx, ry) = mirrored_axes(orientation);
+            let (ex, ey) = (ex ^ (rx && y.width % 2 == 1), ey ^ (ry && y.height % 2 == 1));
+            let t = transposes(orientation);
+            Raster::Ycc(YccPlanes {
+                y: apply(y, orientation),
+                cb: apply(cb, orientation),
+                cr: apply(cr, orientation),
+                chroma_scale: if t { (sy, sx) } else { (sx, sy) },
+                chroma_early: if t { (ey, ex) } else { (ex, ey) },
+            })
+        }
+    }
+}
+
+/// Which axes of the stored image `orientation` runs backwards (x, y), before any transpose.
+pub fn mirrored_axes(orientation: u8) -> (bool, bool) {
+    match orientation {
+        2 | 8 => (true, false),
+        4 | 6 => (false, true),
+        3 | 7 => (true, true),
+        _ => (false, false),
     }
 }
 
@@ -75,8 +92,10 @@ mod tests {
 
     #[test]
     fn planes_turn_as_their_pixels_do() {
-        // A 4:2:0 rendition turned plane by plane is the same image as its RGB turned, and its chroma
-        // stays half of its luma (rounded up) whichever way it turns, odd sizes included.
+        // A 4:2:0 rendition turned plane by plane is the same image as its RGB turned, odd sizes
+        // included, and its chroma stays half of its luma (rounded up) whichever way it turns. A
+        // mirrored odd side moves its half chroma sample to the other end: planes made with it at
+        // the start of each axis the orientation mirrors come out as encoders take them.
         let plane = |w: u32, h: u32, seed: u32| {
             Pixels::new(
                 w,
@@ -85,24 +104,28 @@ mod tests {
                 (0..w * h).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8).collect(),
             )
         };
-        for (w, h) in [(6u32, 4u32), (5, 3), (1, 2)] {
+        for (w, h) in [(6u32, 4u32), (5, 3), (1, 2), (7, 8), (4, 9)] {
             let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-            let planes = YccPlanes {
-                y: plane(w, h, 1),
-                cb: plane(cw, ch, 2),
-                cr: plane(cw, ch, 3),
-                chroma_scale: (Ratio::HALF, Ratio::HALF),
-            };
             for o in 1..=8 {
-                let Raster::Ycc(turned) = apply_raster(Raster::Ycc(planes.clone()), o) else {
-                    panic!("planes stay planes")
-                };
-                assert!(turned.is_420(), "{w}x{h} orientation {o}");
-                let want = if transposes(o) { (h, w) } else { (w, h) };
-                assert_eq!((turned.y.width, turned.y.height), want);
-                if w % 2 == 0 && h % 2 == 0 {
-                    let rgb = Raster::Ycc(planes.clone()).into_pixels();
-                    assert_eq!(Raster::Ycc(turned).into_pixels(), apply(rgb, o), "{w}x{h} orientation {o}");
+                for early in [(false, false), (true, false), (false, true), (true, true)] {
+                    let early = (early.0 && w % 2 == 1, early.1 && h % 2 == 1);
+                    let planes = YccPlanes {
+                        y: plane(w, h, 1),
+                        cb: plane(cw, ch, 2),
+                        cr: plane(cw, ch, 3),
+                        chroma_scale: (Ratio::HALF, Ratio::HALF),
+                        chroma_early: early,
+                    };
+                    let Raster::Ycc(turned) = apply_raster(Raster::Ycc(planes.clone()), o) else {
+                        panic!("planes stay planes")
+                    };
+                    let want = if transposes(o) { (h, w) } else { (w, h) };
+                    assert_eq!((turned.y.width, turned.y.height), want);
+                    let (mx, my) = mirrored_axes(o);
+                    let sited = early == (mx && w % 2 == 1, my && h % 2 == 1);
+                    assert_eq!(turned.is_420(), sited, "{w}x{h} orientation {o} early {early:?}");
+                    let rgb = Raster::Ycc(planes).into_pixels();
+                    assert_eq!(Raster::Ycc(turned).into_pixels(), apply(rgb, o), "{w}x{h} orientation {o} {early:?}");
                 }
             }
         }

@@ -96,6 +96,11 @@ pub struct YccPlanes {
     pub cr: Pixels,
     /// Chroma samples per luma sample, horizontally and vertically (e.g. 0.5, 0.5 for 4:2:0).
     pub chroma_scale: (Ratio, Ratio),
+    /// Per axis, whether the chroma grid starts one luma pixel before the luma plane: the half
+    /// sample an odd side of a 4:2:0 image adds lies before its first luma pixel instead of after
+    /// its last. A rendition that is mirrored upright is made so (`resize::resize_raster`), and
+    /// the mirror puts that half sample back at the far edge, where encoders expect it.
+    pub chroma_early: (bool, bool),
 }
 
 /// Decoded samples: interleaved pixels, or the planes of a YCbCr JPEG.
@@ -124,7 +129,7 @@ impl Raster {
     pub fn into_pixels(self) -> Pixels {
         match self {
             Self::Pixels(p) => p,
-            Self::Ycc(planes) => ycc_to_rgb(&planes.y, &planes.cb, &planes.cr),
+            Self::Ycc(planes) => planes.to_rgb(),
         }
     }
 }
@@ -135,9 +140,15 @@ impl YccPlanes {
     /// as ([`super::resize::resize_raster`]).
     pub fn is_420(&self) -> bool {
         let half = (self.y.width.div_ceil(2), self.y.height.div_ceil(2));
-        [&self.y, &self.cb, &self.cr].iter().all(|p| p.channels == 1)
+        self.chroma_early == (false, false)
+            && [&self.y, &self.cb, &self.cr].iter().all(|p| p.channels == 1)
             && (self.cb.width, self.cb.height) == half
             && (self.cr.width, self.cr.height) == half
+    }
+
+    /// The planes as RGB pixels, each chroma sample repeated over the luma pixels it covers.
+    pub fn to_rgb(&self) -> Pixels {
+        ycc_to_rgb(&self.y, &self.cb, &self.cr, self.chroma_early)
     }
 }
 
@@ -167,19 +178,21 @@ pub struct Decoded {
 
 /// JFIF YCbCr (full range) → RGB, in 16.16 fixed point. Chroma planes smaller than luma (the
 /// same size as each other) are repeated to its size, each sample covering its share of luma.
-pub fn ycc_to_rgb(y: &Pixels, cb: &Pixels, cr: &Pixels) -> Pixels {
+pub fn ycc_to_rgb(y: &Pixels, cb: &Pixels, cr: &Pixels, early: (bool, bool)) -> Pixels {
     const ONE: i32 = 1 << 16;
     let f = |v: f64| (v * f64::from(ONE)).round() as i32;
     let (cr_r, cb_g, cr_g, cb_b) = (f(1.402), f(0.344_136), f(0.714_136), f(1.772));
     let (w, h, cw, ch) = (y.width as usize, y.height as usize, cb.width as usize, cb.height as usize);
-    let columns: Vec<usize> = (0..w).map(|x| x * cw / w).collect();
+    // Luma pixel x is chroma sample x·cw/w, or (x + 1)·cw/(w + 1) on a grid that starts early.
+    let site = |x: usize, n: usize, cn: usize, early: bool| if early { (x + 1) * cn / (n + 1) } else { x * cn / n };
+    let columns: Vec<usize> = (0..w).map(|x| site(x, w, cw, early.0)).collect();
     let mut out = vec![0; w * h * 3];
     // The chroma terms of each column (rounding included), worked out once per chroma row, so the
     // per-pixel loop has no lookups.
     let (mut red, mut green, mut blue) = (vec![0; w], vec![0; w], vec![0; w]);
     let mut chroma_row = usize::MAX;
     for (row, (rgb_row, luma)) in out.chunks_exact_mut(w * 3).zip(y.data.chunks_exact(w)).enumerate() {
-        let c = row * ch / h;
+        let c = site(row, h, ch, early.1);
         if c != chroma_row {
             chroma_row = c;
             let (cb_row, cr_row) = (&cb.data[c * cw..(c + 1) * cw], &cr.data[c * cw..(c + 1) * cw]);
@@ -226,7 +239,7 @@ mod tests {
         };
         for (w, h, cw, ch) in [(7, 5, 4, 3), (8, 6, 4, 3), (9, 4, 9, 4), (6, 7, 3, 7), (1, 1, 1, 1), (33, 17, 11, 6)] {
             let (y, cb, cr) = (plane(w, h, 1), plane(cw, ch, 2), plane(cw, ch, 3));
-            let rgb = ycc_to_rgb(&y, &cb, &cr);
+            let rgb = ycc_to_rgb(&y, &cb, &cr, (false, false));
             for py in 0..h {
                 for px in 0..w {
                     let (cx, cy) = (px * cw / w, py * ch / h);

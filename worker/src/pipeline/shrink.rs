@@ -26,10 +26,12 @@ pub fn shrink(src: &Raster, keep: f64) -> Option<(Raster, u32)> {
     let raster = match src {
         Raster::Pixels(p) => Raster::Pixels(box_reduce(p, k)),
         Raster::Ycc(planes) => Raster::Ycc(YccPlanes {
+            // Decoded planes only: their chroma grid starts with luma's.
             y: box_reduce(&planes.y, k),
             cb: box_reduce(&planes.cb, k_chroma),
             cr: box_reduce(&planes.cr, k_chroma),
             chroma_scale: shrunk_chroma_scale(planes.chroma_scale, k, k_chroma),
+            chroma_early: (false, false),
         }),
     };
     Some((raster, k))
