@@ -45,6 +45,13 @@ pub struct EventSource {
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub height: Option<u32>,
+    /// Frames in the source once it is decoded (1 for a still image); an animated GIF or WebP
+    /// is rendered from its first frame.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub frames: Option<u32>,
+    /// Present, and true, when the source is animated.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub animated: bool,
 }
 
 /// One stored rendition.

@@ -1,4 +1,4 @@
-//! The image formats imgfleet reads (JPEG, PNG, WebP) and writes (JPEG, WebP).
+//! The image formats imgfleet reads (JPEG, PNG, WebP, GIF) and writes (JPEG, WebP).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -10,6 +10,8 @@ pub enum ImageFormat {
     Jpeg,
     Png,
     Webp,
+    /// Read only: the first frame of an animated one.
+    Gif,
 }
 
 impl ImageFormat {
@@ -19,6 +21,7 @@ impl ImageFormat {
             Self::Jpeg => "image/jpeg",
             Self::Png => "image/png",
             Self::Webp => "image/webp",
+            Self::Gif => "image/gif",
         }
     }
 
@@ -28,15 +31,17 @@ impl ImageFormat {
             Self::Jpeg => "jpg",
             Self::Png => "png",
             Self::Webp => "webp",
+            Self::Gif => "gif",
         }
     }
 
-    /// The lower-case name (`jpeg`, `png`, `webp`), as used in metric labels.
+    /// The lower-case name (`jpeg`, `png`, `webp`, `gif`), as used in metric labels.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Jpeg => "jpeg",
             Self::Png => "png",
             Self::Webp => "webp",
+            Self::Gif => "gif",
         }
     }
 }

@@ -14,6 +14,17 @@ pub struct SourceInfo {
     pub bytes: u64,
     /// EXIF orientation 1–8 (1 when absent).
     pub orientation: u8,
+    /// Frames in the source: 1 for a still image. An animated GIF or WebP is rendered from its
+    /// first frame, composited on its canvas; the others are counted, not decoded.
+    #[serde(default = "one_frame")]
+    pub frames: u32,
+    /// Present, and true, when the source is animated (more than one frame).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub animated: bool,
+}
+
+fn one_frame() -> u32 {
+    1
 }
 
 /// One encoded rendition.

@@ -172,8 +172,8 @@ impl Preset {
                 return Err(invalid(format!("rendition {:?} has no formats", r.name)));
             }
             for o in &r.formats {
-                if o.format == ImageFormat::Png {
-                    return Err(invalid(format!("rendition {:?}: png output is not supported", r.name)));
+                if matches!(o.format, ImageFormat::Png | ImageFormat::Gif) {
+                    return Err(invalid(format!("rendition {:?}: {} output is not supported", r.name, o.format)));
                 }
                 if !(1..=100).contains(&o.quality) {
                     return Err(invalid(format!("rendition {:?}: quality must be 1..=100", r.name)));

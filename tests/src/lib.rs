@@ -516,6 +516,22 @@ impl FakeEcsAgent {
     }
 }
 
+/// An animated GIF of `frames` full-screen frames cycling through four colours.
+pub fn animated_gif(w: u16, h: u16, frames: usize) -> Vec<u8> {
+    let palette = [200u8, 30, 30, 30, 200, 30, 30, 30, 200, 220, 220, 40];
+    let mut out = Vec::new();
+    {
+        let mut e = gif::Encoder::new(&mut out, w, h, &palette).expect("GIF header");
+        for i in 0..frames {
+            let buffer = (0..usize::from(w) * usize::from(h)).map(|p| ((p / 16 + i) % 4) as u8).collect();
+            let frame =
+                gif::Frame { width: w, height: h, buffer: std::borrow::Cow::Owned(buffer), ..gif::Frame::default() };
+            e.write_frame(&frame).expect("GIF frame");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,32 @@ async fn upload_becomes_renditions_and_a_completed_event() {
     worker.wait().await;
 }
 
+/// An animated GIF through the fleet: still renditions of its first frame, and the event says
+/// how many frames the upload had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_animated_gif_becomes_first_frame_renditions() {
+    let env = Env::new().await;
+    let setup = env.setup("anim", 3, 30).await;
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
+    let key = "uploads/u/7/wave.gif";
+    env.upload(&setup.bucket, key, animated_gif(320, 240, 5)).await;
+    let events = env.wait_events(&setup.stream, WAIT, |e| completed_for(e, key).is_some()).await;
+    let event = completed_for(&events, key).unwrap();
+    let s = &event.source;
+    assert_eq!(
+        (s.format, s.width, s.height, s.frames, s.animated),
+        (Some(ImageFormat::Gif), Some(320), Some(240), Some(5), true)
+    );
+    assert_eq!(event.renditions.len(), 6);
+    for r in &event.renditions {
+        assert!(env.exists(&r.bucket, &r.key).await, "{} stored", r.key);
+        assert!(matches!(r.format, ImageFormat::Jpeg | ImageFormat::Webp));
+    }
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    worker.shutdown();
+    worker.wait().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_shape_and_key_encoding() {
     let env = Env::new().await;

@@ -22,7 +22,8 @@
 //! - [`pipeline`]: bytes → renditions. Synchronous, no I/O; the only CPU-heavy code. The stages, in
 //!   the order an image meets them, none importing another:
 //!   - [`pipeline::sniff`]: the format, by magic bytes only.
-//!   - [`pipeline::decode`]: pixels (or a JPEG's planes), limits checked from the header first.
+//!   - [`pipeline::decode`]: pixels (or a JPEG's planes), limits checked from the header first;
+//!     `decode::frames` takes the first frame of a GIF or an animated WebP.
 //!   - [`pipeline::colour`]: embedded profiles → sRGB.
 //!   - [`pipeline::resize`]: fast_image_resize to each rendition's plan.
 //!   - [`pipeline::orient`]: EXIF orientation applied to the small results.

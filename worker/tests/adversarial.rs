@@ -148,6 +148,42 @@ fn vp8x(flags: u8, w: u32, h: u32) -> Vec<u8> {
     chunk(b"VP8X", &d)
 }
 
+/// A 1x1 GIF89a: global colour table of two, a graphic control extension, one LZW-coded pixel.
+const GIF_1X1: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+
+/// `gif` with its logical screen set to `w` x `h`.
+fn gif_screen(gif: &[u8], w: u16, h: u16) -> Vec<u8> {
+    let mut out = gif.to_vec();
+    out[6..8].copy_from_slice(&w.to_le_bytes());
+    out[8..10].copy_from_slice(&h.to_le_bytes());
+    out
+}
+
+/// `gif` with its first image descriptor claiming `w` x `h`.
+fn gif_frame_size(gif: &[u8], w: u16, h: u16) -> Vec<u8> {
+    let mut out = gif.to_vec();
+    let at = out.iter().position(|&b| b == b',').expect("image descriptor");
+    out[at + 5..at + 7].copy_from_slice(&w.to_le_bytes());
+    out[at + 7..at + 9].copy_from_slice(&h.to_le_bytes());
+    out
+}
+
+/// A GIF whose screen has no global colour table and whose image has no local one.
+fn gif_without_palette() -> Vec<u8> {
+    let mut out = b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec();
+    out.extend(b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;");
+    out
+}
+
+/// [`animated_webp`] with its canvas claiming `side` x `side`.
+fn animated_webp_canvas(side: u32) -> Vec<u8> {
+    let mut out = animated_webp();
+    let at = out.windows(4).position(|w| w == b"VP8X").expect("VP8X") + 8;
+    out[at + 4..at + 7].copy_from_slice(&(side - 1).to_le_bytes()[..3]);
+    out[at + 7..at + 10].copy_from_slice(&(side - 1).to_le_bytes()[..3]);
+    out
+}
+
 /// An animated WebP: VP8X with the animation flag, ANIM, and one ANMF frame holding a real VP8 image.
 fn animated_webp() -> Vec<u8> {
     let still = webp_lossy(64, 48);
@@ -210,9 +246,21 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("jpeg SOF zero width", patch_sof(&good, 0, 300), Rejected(ErrorKind::Corrupt)),
         ("jpeg script in COM", insert_segment(&good, 0xFE, PAYLOAD), Ok(ImageFormat::Jpeg)),
         ("jpeg payload in EXIF", insert_segment(&good, 0xE1, &exif_with_payload()), Ok(ImageFormat::Jpeg)),
-        ("jpeg junk EXIF", insert_segment(&good, 0xE1, &[b"Exif\0\0".as_slice(), &rng.bytes(500)].concat()), Ok(ImageFormat::Jpeg)),
-        ("jpeg payload in XMP", insert_segment(&good, 0xE1, &[b"http://ns.adobe.com/xap/1.0/\0".as_slice(), PAYLOAD].concat()), Ok(ImageFormat::Jpeg)),
-        ("jpeg junk ICC profile", insert_segment(&good, 0xE2, &[b"ICC_PROFILE\0\x01\x01".as_slice(), &rng.bytes(700)].concat()), Ok(ImageFormat::Jpeg)),
+        (
+            "jpeg junk EXIF",
+            insert_segment(&good, 0xE1, &[b"Exif\0\0".as_slice(), &rng.bytes(500)].concat()),
+            Ok(ImageFormat::Jpeg),
+        ),
+        (
+            "jpeg payload in XMP",
+            insert_segment(&good, 0xE1, &[b"http://ns.adobe.com/xap/1.0/\0".as_slice(), PAYLOAD].concat()),
+            Ok(ImageFormat::Jpeg),
+        ),
+        (
+            "jpeg junk ICC profile",
+            insert_segment(&good, 0xE2, &[b"ICC_PROFILE\0\x01\x01".as_slice(), &rng.bytes(700)].concat()),
+            Ok(ImageFormat::Jpeg),
+        ),
         ("jpeg 80 APP segments of 64 KB", huge_app, Ok(ImageFormat::Jpeg)),
         ("jpeg CMYK", jpeg_of(&cmyk, 120, 80, ColorType::Cmyk), Ok(ImageFormat::Jpeg)),
         ("jpeg YCCK", jpeg_of(&cmyk, 120, 80, ColorType::Ycck), Ok(ImageFormat::Jpeg)),
@@ -226,36 +274,90 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("jpeg SOF0 claiming 12-bit (not baseline)", with_precision(&good, 0xC0, 12), Rejected(ErrorKind::Corrupt)),
         // PNG
         ("png rgb", rgb_png.clone(), Ok(ImageFormat::Png)),
-        ("png 16-bit rgba", png_of(&rgba16, 64, 64, png::ColorType::Rgba, png::BitDepth::Sixteen, None), Ok(ImageFormat::Png)),
-        ("png gray + alpha", png_of(&gray_alpha, 64, 64, png::ColorType::GrayscaleAlpha, png::BitDepth::Eight, None), Ok(ImageFormat::Png)),
         (
-            "png palette + tRNS",
-            png_of(&palette, 64, 64, png::ColorType::Indexed, png::BitDepth::Eight, Some((&[255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9], &[255, 128, 0]))),
+            "png 16-bit rgba",
+            png_of(&rgba16, 64, 64, png::ColorType::Rgba, png::BitDepth::Sixteen, None),
             Ok(ImageFormat::Png),
         ),
-        ("png 1x3000 strip", png_of(&photo_rgb(1, 3000), 1, 3000, png::ColorType::Rgb, png::BitDepth::Eight, None), Ok(ImageFormat::Png)),
+        (
+            "png gray + alpha",
+            png_of(&gray_alpha, 64, 64, png::ColorType::GrayscaleAlpha, png::BitDepth::Eight, None),
+            Ok(ImageFormat::Png),
+        ),
+        (
+            "png palette + tRNS",
+            png_of(
+                &palette,
+                64,
+                64,
+                png::ColorType::Indexed,
+                png::BitDepth::Eight,
+                Some((&[255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9], &[255, 128, 0])),
+            ),
+            Ok(ImageFormat::Png),
+        ),
+        (
+            "png 1x3000 strip",
+            png_of(&photo_rgb(1, 3000), 1, 3000, png::ColorType::Rgb, png::BitDepth::Eight, None),
+            Ok(ImageFormat::Png),
+        ),
         ("png truncated at half", rgb_png[..rgb_png.len() / 2].to_vec(), Rejected(ErrorKind::Corrupt)),
         ("png signature only", rgb_png[..8].to_vec(), Rejected(ErrorKind::Corrupt)),
         ("png IHDR bomb 60000x60000", png_header_only(60_000, 60_000), Rejected(ErrorKind::TooLarge)),
         ("png bad IDAT CRC", png_bad_crc(&rgb_png), Rejected(ErrorKind::Corrupt)),
         ("png 1-byte IDAT chunks", png_many_idats(&rgb_png), Ok(ImageFormat::Png)),
-        ("png script in tEXt", png_with_chunk(&rgb_png, b"tEXt", &[b"Comment\0".as_slice(), PAYLOAD].concat()), Ok(ImageFormat::Png)),
-        ("png zTXt bomb (100 MB of zeros)", png_with_chunk(&rgb_png, b"zTXt", &[b"Comment\0\0".as_slice(), &deflated_zeros(100 << 20)].concat()), Ok(ImageFormat::Png)),
-        ("png junk iCCP", png_with_chunk(&rgb_png, b"iCCP", &[b"icc\0\0".as_slice(), &rng.bytes(300)].concat()), Ok(ImageFormat::Png)),
+        (
+            "png script in tEXt",
+            png_with_chunk(&rgb_png, b"tEXt", &[b"Comment\0".as_slice(), PAYLOAD].concat()),
+            Ok(ImageFormat::Png),
+        ),
+        (
+            "png zTXt bomb (100 MB of zeros)",
+            png_with_chunk(&rgb_png, b"zTXt", &[b"Comment\0\0".as_slice(), &deflated_zeros(100 << 20)].concat()),
+            Ok(ImageFormat::Png),
+        ),
+        (
+            "png junk iCCP",
+            png_with_chunk(&rgb_png, b"iCCP", &[b"icc\0\0".as_slice(), &rng.bytes(300)].concat()),
+            Ok(ImageFormat::Png),
+        ),
         // WebP
         ("webp lossy", lossy.clone(), Ok(ImageFormat::Webp)),
         ("webp lossless with alpha", webp_lossless_alpha(200, 150), Ok(ImageFormat::Webp)),
         ("webp truncated at half", lossy[..lossy.len() / 2].to_vec(), Rejected(ErrorKind::Corrupt)),
-        ("webp animated", animated_webp(), Rejected(ErrorKind::Unsupported)),
+        ("webp animated (first frame)", animated_webp(), Ok(ImageFormat::Webp)),
+        ("webp animated, canvas bomb 60000x60000", animated_webp_canvas(60_000), Rejected(ErrorKind::TooLarge)),
+        // GIF
+        ("gif 1x1", GIF_1X1.to_vec(), Ok(ImageFormat::Gif)),
+        ("gif screen bomb 65535x65535", gif_screen(GIF_1X1, 0xFFFF, 0xFFFF), Rejected(ErrorKind::TooLarge)),
+        (
+            "gif frame bomb 65535x65535 on a 1x1 screen",
+            gif_frame_size(GIF_1X1, 0xFFFF, 0xFFFF),
+            Rejected(ErrorKind::TooLarge),
+        ),
+        ("gif header only", GIF_1X1[..13].to_vec(), Rejected(ErrorKind::Corrupt)),
+        ("gif truncated in its image data", GIF_1X1[..GIF_1X1.len() - 5].to_vec(), Rejected(ErrorKind::Corrupt)),
+        ("gif without a colour table", gif_without_palette(), Rejected(ErrorKind::Corrupt)),
         ("webp VP8 frame bomb 16383x16383", webp_frame_bomb(&lossy), Rejected(ErrorKind::TooLarge)),
-        ("webp VP8X canvas unlike its frame", riff(&[vp8x(0, 60_000, 60_000), chunk(b"VP8 ", &lossy[20..])]), Rejected(ErrorKind::Corrupt)),
+        (
+            "webp VP8X canvas unlike its frame",
+            riff(&[vp8x(0, 60_000, 60_000), chunk(b"VP8 ", &lossy[20..])]),
+            Rejected(ErrorKind::Corrupt),
+        ),
         ("webp header only", b"RIFF\x10\0\0\0WEBPVP8 \x04\0\0\0\0\0\0\0".to_vec(), Rejected(ErrorKind::Corrupt)),
         // Not images, or not ours
         ("empty", vec![], Rejected(ErrorKind::Unsupported)),
         ("random bytes", rng.bytes(4096), Rejected(ErrorKind::Unsupported)),
-        ("gif", b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;".to_vec(), Rejected(ErrorKind::Unsupported)),
-        ("svg with script", [b"<svg xmlns=\"http://www.w3.org/2000/svg\">".as_slice(), PAYLOAD, b"</svg>"].concat(), Rejected(ErrorKind::Unsupported)),
-        ("xml prolog svg", [b"<?xml version=\"1.0\"?><svg onload=\"".as_slice(), PAYLOAD, b"\"/>"].concat(), Rejected(ErrorKind::Unsupported)),
+        (
+            "svg with script",
+            [b"<svg xmlns=\"http://www.w3.org/2000/svg\">".as_slice(), PAYLOAD, b"</svg>"].concat(),
+            Rejected(ErrorKind::Unsupported),
+        ),
+        (
+            "xml prolog svg",
+            [b"<?xml version=\"1.0\"?><svg onload=\"".as_slice(), PAYLOAD, b"\"/>"].concat(),
+            Rejected(ErrorKind::Unsupported),
+        ),
         ("html", [b"<!DOCTYPE html><html><body>".as_slice(), PAYLOAD].concat(), Rejected(ErrorKind::Unsupported)),
         ("shell script", [b"#!/bin/sh\necho ".as_slice(), PAYLOAD].concat(), Rejected(ErrorKind::Unsupported)),
         ("pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj".to_vec(), Rejected(ErrorKind::Unsupported)),

@@ -35,7 +35,7 @@ fn check_outputs(r: &Rendered) {
                 let (w, h, _, _) = decode_webp(&o.data);
                 (w, h)
             }
-            ImageFormat::Png => unreachable!("no PNG outputs"),
+            ImageFormat::Png | ImageFormat::Gif => unreachable!("no PNG or GIF outputs"),
         };
         assert_eq!((w, h), (o.width, o.height), "{} {:?}", o.name, o.format);
     }
@@ -831,4 +831,72 @@ fn psnr_420(a: &[u8], b: &[u8], w: u32, h: u32) -> f64 {
     }
     let mse = sq / n as f64;
     if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+}
+
+/// An animated GIF: a 64x48 screen, a first frame of 40x30 at (8, 6) whose left half is opaque
+/// blue and right half transparent, then two full frames of red.
+fn animated_gif() -> Vec<u8> {
+    use std::borrow::Cow;
+    let palette = [0u8, 0, 255, 255, 0, 0];
+    let mut out = Vec::new();
+    {
+        let mut e = gif::Encoder::new(&mut out, 64, 48, &palette).unwrap();
+        let first: Vec<u8> = (0..40 * 30).map(|i| if i % 40 < 20 { 0 } else { 1 }).collect();
+        let frame = |left, top, width, height, buffer, transparent| gif::Frame {
+            left,
+            top,
+            width,
+            height,
+            buffer,
+            transparent,
+            ..gif::Frame::default()
+        };
+        e.write_frame(&frame(8, 6, 40, 30, Cow::Owned(first), Some(1))).unwrap();
+        for _ in 0..2 {
+            e.write_frame(&frame(0, 0, 64, 48, Cow::Owned(vec![1; 64 * 48]), None)).unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn an_animated_gif_renders_its_first_frame_on_its_canvas() {
+    let r = run(&animated_gif());
+    check_outputs(&r);
+    let s = &r.result.source;
+    assert_eq!((s.format, s.width, s.height, s.frames, s.animated), (ImageFormat::Gif, 64, 48, 3, true));
+    let json = serde_json::to_value(s).unwrap();
+    assert_eq!((json["frames"].as_u64(), json["animated"].as_bool()), (Some(3), Some(true)));
+    // The large rendition is the whole 64x48 canvas: blue where the first frame is opaque, the
+    // canvas (transparent) elsewhere: kept as alpha in WebP, the white background in JPEG.
+    let large = |format| r.outputs.iter().find(|o| o.name == "large" && o.format == format).unwrap();
+    let (w, h, channels, px) = decode_webp(&large(ImageFormat::Webp).data);
+    assert_eq!((w, h, channels), (64, 48, 4));
+    let at = |x: u32, y: u32| &px[((y * w + x) * 4) as usize..][..4];
+    assert!(at(15, 20)[2] > 200 && at(15, 20)[3] > 250, "first frame, opaque half: {:?}", at(15, 20));
+    assert!(at(40, 20)[3] < 5, "first frame, transparent half: {:?}", at(40, 20));
+    assert!(at(60, 45)[3] < 5, "canvas outside the first frame: {:?}", at(60, 45));
+    let (_, _, rgb) = decode_jpeg(&large(ImageFormat::Jpeg).data);
+    let at = |x: u32, y: u32| &rgb[((y * 64 + x) * 3) as usize..][..3];
+    assert!(at(15, 20)[2] > 200 && at(15, 20)[0] < 60, "{:?}", at(15, 20));
+    assert!(at(60, 45).iter().all(|&c| c > 245), "background, not a later frame's red: {:?}", at(60, 45));
+    // A still GIF says one frame and is not animated.
+    let still = run(&gif_still());
+    assert_eq!((still.result.source.frames, still.result.source.animated), (1, false));
+    assert!(serde_json::to_value(&still.result.source).unwrap().get("animated").is_none());
+}
+
+fn gif_still() -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut e = gif::Encoder::new(&mut out, 20, 10, &[10, 20, 30]).unwrap();
+        let frame = gif::Frame {
+            width: 20,
+            height: 10,
+            buffer: std::borrow::Cow::Owned(vec![0; 200]),
+            ..gif::Frame::default()
+        };
+        e.write_frame(&frame).unwrap();
+    }
+    out
 }

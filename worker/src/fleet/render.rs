@@ -77,6 +77,8 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         source.format = Some(r.source.format);
         source.width = Some(r.source.width);
         source.height = Some(r.source.height);
+        source.frames = Some(r.source.frames);
+        source.animated = r.source.animated;
 
         let timer = self.metrics.time("store");
         let stored = self.store_all(request, &preset, source, outputs).await;

@@ -143,7 +143,16 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     let mut decoded = decode::decode_shrinking(bytes, format, &options.limits, &keep)?;
     let warnings = std::mem::take(&mut decoded.warnings);
     let (orientation, size, shrunk_by) = (decoded.orientation, (decoded.width, decoded.height), decoded.shrunk_by);
-    let source_info = SourceInfo { format, width: size.0, height: size.1, bytes: bytes.len() as u64, orientation };
+    let frames = decoded.frames;
+    let source_info = SourceInfo {
+        format,
+        width: size.0,
+        height: size.1,
+        bytes: bytes.len() as u64,
+        orientation,
+        frames,
+        animated: frames > 1,
+    };
     let (source, converter) = colour::prepare(decoded);
     timings.decode_ms = clock.lap();
 

@@ -174,6 +174,8 @@ pub struct Decoded {
     /// What was wrong with the file but did not stop it from being read (an ICC profile whose
     /// chunks do not fit together, ignored), one sentence each.
     pub warnings: Vec<String>,
+    /// Frames in the file (1 for a still image); only the first is decoded.
+    pub frames: u32,
 }
 
 /// JFIF YCbCr (full range) → RGB, in 16.16 fixed point. Chroma planes smaller than luma (the

@@ -12,7 +12,7 @@ pub enum SniffError {
     Unsupported(&'static str),
 }
 
-/// Identifies JPEG, PNG and WebP from their signatures; names whatever else it recognises in the error.
+/// Identifies JPEG, PNG, WebP and GIF from their signatures; names whatever else it recognises in the error.
 pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, SniffError> {
     if bytes.is_empty() {
         return Err(SniffError::Empty);
@@ -26,6 +26,9 @@ pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, SniffError> {
     if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         return Ok(ImageFormat::Webp);
     }
+    if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        return Ok(ImageFormat::Gif);
+    }
     Err(SniffError::Unsupported(describe(bytes)))
 }
 
@@ -35,9 +38,7 @@ fn describe(bytes: &[u8]) -> &'static str {
     let text = trim_text_start(head);
     let starts = |sig: &[u8]| bytes.starts_with(sig);
     let lower: Vec<u8> = text.iter().take(64).map(u8::to_ascii_lowercase).collect();
-    if starts(b"GIF87a") || starts(b"GIF89a") {
-        "GIF"
-    } else if starts(b"%PDF") {
+    if starts(b"%PDF") {
         "PDF"
     } else if starts(b"BM") {
         "BMP"
@@ -81,12 +82,14 @@ mod tests {
         assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Ok(ImageFormat::Jpeg));
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0"), Ok(ImageFormat::Png));
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Ok(ImageFormat::Webp));
+        assert_eq!(sniff(b"GIF89a\x01\0"), Ok(ImageFormat::Gif));
+        assert_eq!(sniff(b"GIF87a\x01\0"), Ok(ImageFormat::Gif));
     }
 
     #[test]
     fn names_what_it_refuses() {
         let cases: [(&[u8], &str); 10] = [
-            (b"GIF89a....", "GIF"),
+            (b"GIF88a....", "text"),
             (b"%PDF-1.7", "PDF"),
             (b"  <svg xmlns='http://www.w3.org/2000/svg'/>", "SVG"),
             (b"<?xml version='1.0'?><svg/>", "SVG"),

@@ -2,6 +2,8 @@
 //! (ICC profile, EXIF orientation). Limits are checked from the header before the pixel buffer is
 //! allocated.
 
+mod frames;
+
 use super::exif::exif_orientation;
 use super::geometry::{self, Ratio};
 use super::pixels::{ColourModel, Decoded, Pixels, Raster, YccPlanes};
@@ -55,6 +57,7 @@ pub fn decode_shrinking(
         ImageFormat::Jpeg => decode_jpeg(bytes, limits, keep),
         ImageFormat::Png => decode_png(bytes, limits),
         ImageFormat::Webp => decode_webp(bytes, limits),
+        ImageFormat::Gif => frames::decode_gif(bytes, limits),
     }
 }
 
@@ -236,6 +239,7 @@ fn decode_jpeg_checked(
             icc,
             orientation,
             warnings: Vec::new(),
+            frames: 1,
         });
     }
     let (out, model) = match input {
@@ -250,7 +254,7 @@ fn decode_jpeg_checked(
     let icc =
         if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) && model != ColourModel::Cmyk { None } else { icc };
     let raster = Pixels::new(width, height, channels, data).into();
-    Ok(Decoded { raster, width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new() })
+    Ok(Decoded { raster, width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new(), frames: 1 })
 }
 
 /// Decodes a 3-component YCbCr JPEG whose luma is at full resolution into its raw planes, box-shrunk
@@ -382,7 +386,17 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
             return Err(DecodeError::Corrupt { format, message: "palette was not expanded".into() });
         }
     };
-    Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new() })
+    Ok(Decoded {
+        raster: pixels.into(),
+        width,
+        height,
+        shrunk_by: 1,
+        model,
+        icc,
+        orientation,
+        warnings: Vec::new(),
+        frames: 1,
+    })
 }
 
 fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
@@ -391,7 +405,7 @@ fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
         .ok_or_else(|| DecodeError::Corrupt { format, message: "invalid WebP header".into() })?;
     check_limits(format, features.width().into(), features.height().into(), limits)?;
     if features.has_animation() {
-        return Err(DecodeError::Unsupported { format, message: "animated WebP".into() });
+        return frames::decode_animated_webp(bytes, limits);
     }
     let image = webp::Decoder::new(bytes)
         .decode()
@@ -402,7 +416,17 @@ fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let orientation = chunks.exif.map_or(1, exif_orientation);
     let pixels = Pixels::new(width, height, channels, image.to_vec());
     let icc = chunks.icc.map(<[u8]>::to_vec);
-    Ok(Decoded { raster: pixels.into(), width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new() })
+    Ok(Decoded {
+        raster: pixels.into(),
+        width,
+        height,
+        shrunk_by: 1,
+        model,
+        icc,
+        orientation,
+        warnings: Vec::new(),
+        frames: 1,
+    })
 }
 
 #[derive(Default)]
