@@ -31,6 +31,10 @@ pub struct OutputSpec {
     /// [`OutputSpec::DEFAULT_WEBP_EFFORT`]. Not used for JPEG.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effort: Option<u8>,
+    /// A progressive JPEG (libjpeg's standard progression: a coarse image first, refined by later
+    /// scans) instead of a baseline one. JPEG only; default off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub progressive: bool,
 }
 
 impl OutputSpec {
@@ -39,7 +43,7 @@ impl OutputSpec {
     pub const DEFAULT_WEBP_EFFORT: u8 = 4;
 
     pub const fn new(format: ImageFormat, quality: u8) -> Self {
-        Self { format, quality, effort: None }
+        Self { format, quality, effort: None, progressive: false }
     }
 }
 
@@ -178,6 +182,9 @@ impl Preset {
                 if !(1..=100).contains(&o.quality) {
                     return Err(invalid(format!("rendition {:?}: quality must be 1..=100", r.name)));
                 }
+                if o.progressive && o.format != ImageFormat::Jpeg {
+                    return Err(invalid(format!("rendition {:?}: progressive is for jpeg only", r.name)));
+                }
                 if o.effort.is_some_and(|e| e > 6) {
                     return Err(invalid(format!("rendition {:?}: effort must be 0..=6", r.name)));
                 }
@@ -311,14 +318,28 @@ mod tests {
             width = 64
             height = 64
             fit = "inside"
-            formats = [{ format = "jpeg", quality = 90 }]
+            formats = [{ format = "jpeg", quality = 90, progressive = true }]
         "#;
         let c = PresetCatalog::from_toml(text).unwrap();
+        assert!(c.get("avatar").unwrap().renditions[0].formats[0].progressive);
+        assert!(!c.get("banner").unwrap().renditions[0].formats[0].progressive, "off unless asked");
         assert_eq!(c.default_preset().name, "avatar");
         assert_eq!(c.background, [0, 0, 0]);
         assert_eq!(c.limits.max_source_pixels, 1_000_000);
         assert_eq!(c.limits.max_side, Limits::default().max_side);
         assert_eq!(c.get("banner").unwrap().renditions[0].width, 1200);
+    }
+
+    #[test]
+    fn progressive_is_for_jpeg_only_and_leaves_other_fingerprints_alone() {
+        let base = Preset::default_profile();
+        let mut p = base.clone();
+        p.renditions[0].formats[0].progressive = true;
+        p.validate().unwrap();
+        assert_ne!(p.fingerprint(), base.fingerprint());
+        assert!(!serde_json::to_string(&base).unwrap().contains("progressive"), "absent when off");
+        p.renditions[0].formats[1].progressive = true;
+        assert!(p.validate().unwrap_err().to_string().contains("jpeg only"));
     }
 
     #[test]

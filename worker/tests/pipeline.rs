@@ -900,3 +900,23 @@ fn gif_still() -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn a_preset_can_ask_for_progressive_jpeg() {
+    let mut preset = Preset::default_profile();
+    for r in &mut preset.renditions {
+        r.formats[0].progressive = true;
+    }
+    let r = render(&jpeg(1000, 700), &preset, &RenderOptions::default()).unwrap();
+    let baseline = run(&jpeg(1000, 700));
+    for (o, b) in r.outputs.iter().zip(&baseline.outputs) {
+        let sof = |data: &[u8]| data.windows(2).find(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC2)).map(|w| w[1]);
+        match o.format {
+            ImageFormat::Jpeg => {
+                assert_eq!((sof(&o.data), sof(&b.data)), (Some(0xC2), Some(0xC0)), "{}", o.name);
+                assert_eq!(decode_jpeg(&o.data), decode_jpeg(&b.data), "{}: the same pixels", o.name);
+            }
+            _ => assert_eq!(o.data, b.data, "{} WebP untouched", o.name),
+        }
+    }
+}

@@ -28,7 +28,9 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
     let pixels = match image {
         Raster::Ycc(planes) if planes.is_420() => {
             return match spec.format {
-                ImageFormat::Jpeg => libjpeg::encode_planes(planes, spec.quality).map_err(EncodeError::Jpeg),
+                ImageFormat::Jpeg => {
+                    libjpeg::encode_planes(planes, spec.quality, spec.progressive).map_err(EncodeError::Jpeg)
+                }
                 ImageFormat::Webp => {
                     libwebp::encode(libwebp::Input::Planes(planes), &webp_config(spec)?).map_err(EncodeError::Webp)
                 }
@@ -39,17 +41,18 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
         Raster::Pixels(p) => p,
     };
     match spec.format {
-        ImageFormat::Jpeg => encode_jpeg(pixels, spec.quality, background),
+        ImageFormat::Jpeg => encode_jpeg(pixels, spec, background),
         ImageFormat::Webp => encode_webp(pixels, &webp_config(spec)?),
         ImageFormat::Png | ImageFormat::Gif => Err(EncodeError::Unsupported(spec.format)),
     }
 }
 
-fn encode_jpeg(pixels: &Pixels, quality: u8, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
+fn encode_jpeg(pixels: &Pixels, spec: &OutputSpec, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
     if pixels.channels < 3 {
         return Err(EncodeError::Jpeg(format!("expected RGB or RGBA pixels, got {} channel(s)", pixels.channels)));
     }
-    libjpeg::encode_rgb(&pixels.flatten(background), pixels.width, pixels.height, quality).map_err(EncodeError::Jpeg)
+    libjpeg::encode_rgb(&pixels.flatten(background), pixels.width, pixels.height, spec.quality, spec.progressive)
+        .map_err(EncodeError::Jpeg)
 }
 
 fn webp_config(spec: &OutputSpec) -> Result<webp::WebPConfig, EncodeError> {
@@ -100,9 +103,12 @@ mod tests {
     #[test]
     fn jpeg_is_baseline_420_with_optimised_huffman_tables_and_nothing_else() {
         let src = gradient(64, 48);
-        let jpeg =
-            encode(&src.clone().into(), &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3])
-                .unwrap();
+        let jpeg = encode(
+            &src.clone().into(),
+            &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None, progressive: false },
+            [255; 3],
+        )
+        .unwrap();
         let segs = segments(&jpeg);
         let markers: Vec<u8> = segs.iter().map(|s| s.0).collect();
         assert!(
@@ -129,9 +135,12 @@ mod tests {
     #[test]
     fn jpeg_flattens_alpha_onto_the_background() {
         let clear = Pixels::new(16, 16, 4, vec![0; 16 * 16 * 4]);
-        let jpeg =
-            encode(&clear.into(), &OutputSpec { format: ImageFormat::Jpeg, quality: 90, effort: None }, [255, 0, 0])
-                .unwrap();
+        let jpeg = encode(
+            &clear.into(),
+            &OutputSpec { format: ImageFormat::Jpeg, quality: 90, effort: None, progressive: false },
+            [255, 0, 0],
+        )
+        .unwrap();
         let back = zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(&jpeg)).decode().unwrap();
         assert!(back.chunks_exact(3).all(|p| p[0] > 240 && p[1] < 15 && p[2] < 15), "red background");
     }
@@ -140,12 +149,16 @@ mod tests {
     fn libjpeg_errors_are_typed_errors_not_panics() {
         // Wider than JPEG's 65500-pixel limit: libjpeg refuses it from inside its error handler.
         let wide = Pixels::new(70_000, 1, 3, vec![128; 70_000 * 3]);
-        let err = encode(&wide.into(), &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None }, [255; 3]);
+        let err = encode(
+            &wide.into(),
+            &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None, progressive: false },
+            [255; 3],
+        );
         assert!(matches!(&err, Err(EncodeError::Jpeg(m)) if m.contains("65500")), "{err:?}");
         let gray = Pixels::new(4, 4, 1, vec![0; 16]);
         let err = encode(
             &gray.clone().into(),
-            &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None },
+            &OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None, progressive: false },
             [255; 3],
         );
         assert!(matches!(err, Err(EncodeError::Jpeg(_))), "{err:?}");
@@ -177,8 +190,8 @@ mod tests {
         // A 4:2:0 rendition goes into libjpeg as raw data and into libwebp as YUV; decoded, each
         // must match the same rendition converted to RGB first and encoded from that, at every size
         // (odd ones pad or halve unevenly), and the JPEG must be the same kind of file.
-        let jpeg_spec = OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None };
-        let webp_spec = OutputSpec { format: ImageFormat::Webp, quality: 80, effort: None };
+        let jpeg_spec = OutputSpec { format: ImageFormat::Jpeg, quality: 85, effort: None, progressive: false };
+        let webp_spec = OutputSpec { format: ImageFormat::Webp, quality: 80, effort: None, progressive: false };
         for (w, h) in [(64, 48), (37, 23), (17, 33), (2, 3), (1, 1), (800, 533)] {
             let planes = planes(w, h);
             assert!(planes.is_420());

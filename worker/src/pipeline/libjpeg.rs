@@ -1,6 +1,7 @@
 //! libjpeg-turbo's JPEG compressor (mozjpeg-sys, in its libjpeg-turbo-compatible "fastest"
-//! profile: standard quantisation tables, no trellis), set up for renditions: baseline, 4:2:0,
-//! optimised Huffman tables, and nothing in the file but JFIF, DQT, SOF0, DHT and the scan.
+//! profile: standard quantisation tables, no trellis), set up for renditions: baseline (or, when a
+//! preset asks, progressive with libjpeg's standard scan script), 4:2:0, optimised Huffman tables,
+//! and nothing in the file but JFIF, DQT, SOF, DHT and the scans.
 //!
 //! Optimised Huffman tables take two passes over the quantised blocks: the first counts the
 //! symbols the blocks will be coded with, the second codes them with tables made for those counts.
@@ -24,14 +25,22 @@ use std::ffi::{c_int, c_long, c_void};
 use std::mem::size_of;
 
 /// JPEG from interleaved RGB rows (`width * height * 3` bytes).
-pub fn encode_rgb(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
-    compress(width, height, quality, Input::Rgb(rgb), Counting::Mask)
+pub fn encode_rgb(rgb: &[u8], width: u32, height: u32, quality: u8, progressive: bool) -> Result<Vec<u8>, String> {
+    compress(width, height, Quality { quality, progressive }, Input::Rgb(rgb), Counting::Mask)
 }
 
 /// JPEG from 4:2:0 YCbCr planes (libjpeg's raw data input): the samples are coded as they are.
-pub fn encode_planes(planes: &YccPlanes, quality: u8) -> Result<Vec<u8>, String> {
+pub fn encode_planes(planes: &YccPlanes, quality: u8, progressive: bool) -> Result<Vec<u8>, String> {
     let input = Input::Planes([&planes.y, &planes.cb, &planes.cr]);
-    compress(planes.y.width, planes.y.height, quality, input, Counting::Mask)
+    compress(planes.y.width, planes.y.height, Quality { quality, progressive }, input, Counting::Mask)
+}
+
+/// The quality setting (1–100) and whether the file is progressive (libjpeg's standard
+/// progression, `jpeg_simple_progression`; its Huffman tables are then counted by libjpeg).
+#[derive(Clone, Copy)]
+struct Quality {
+    quality: u8,
+    progressive: bool,
 }
 
 enum Input<'a> {
@@ -47,7 +56,13 @@ enum Counting {
     Libjpeg,
 }
 
-fn compress(width: u32, height: u32, quality: u8, input: Input<'_>, counting: Counting) -> Result<Vec<u8>, String> {
+fn compress(
+    width: u32,
+    height: u32,
+    quality: Quality,
+    input: Input<'_>,
+    counting: Counting,
+) -> Result<Vec<u8>, String> {
     let run = || {
         let mut c = Compressor::new(matches!(input, Input::Rgb(_)));
         c.settings(width, height, quality, matches!(input, Input::Planes(_)));
@@ -109,7 +124,7 @@ impl Compressor {
     }
 
     /// libjpeg-turbo's defaults, the size, quality, 4:2:0 and optimised Huffman tables.
-    fn settings(&mut self, width: u32, height: u32, quality: u8, raw: bool) {
+    fn settings(&mut self, width: u32, height: u32, quality: Quality, raw: bool) {
         let cinfo = &mut *self.cinfo;
         // SAFETY: cinfo is a created compressor that has not started.
         unsafe {
@@ -122,13 +137,17 @@ impl Compressor {
             ffi::jpeg_set_defaults(cinfo);
             cinfo.image_width = width;
             cinfo.image_height = height;
-            ffi::jpeg_set_quality(cinfo, c_int::from(quality.clamp(1, 100)), 0);
+            ffi::jpeg_set_quality(cinfo, c_int::from(quality.quality.clamp(1, 100)), 0);
             let components = std::slice::from_raw_parts_mut(cinfo.comp_info, 3);
             for (c, sampling) in components.iter_mut().zip([2, 1, 1]) {
                 (c.h_samp_factor, c.v_samp_factor) = (sampling, sampling);
             }
             cinfo.optimize_coding = 1;
             cinfo.raw_data_in = c_int::from(raw);
+            if quality.progressive {
+                // After the sampling factors: the script is made for the components as set.
+                ffi::jpeg_simple_progression(cinfo);
+            }
         }
         // A rendition's JPEG is rarely over a quarter byte per pixel: room for it up front.
         self.dest.out.reserve(width as usize * height as usize / 4);
@@ -673,13 +692,62 @@ mod tests {
                 .collect();
             for quality in [30, 85, 100] {
                 let planes = Input::Planes([&ycc.y, &ycc.cb, &ycc.cr]);
-                let ours = compress(w, h, quality, planes, Counting::Mask).unwrap();
+                let ours = compress(w, h, Quality { quality, progressive: false }, planes, Counting::Mask).unwrap();
                 let planes = Input::Planes([&ycc.y, &ycc.cb, &ycc.cr]);
-                let theirs = compress(w, h, quality, planes, Counting::Libjpeg).unwrap();
+                let theirs =
+                    compress(w, h, Quality { quality, progressive: false }, planes, Counting::Libjpeg).unwrap();
                 assert!(ours == theirs, "planes {w}x{h} q{quality}: {} against {} bytes", ours.len(), theirs.len());
-                let ours = compress(w, h, quality, Input::Rgb(&rgb), Counting::Mask).unwrap();
-                let theirs = compress(w, h, quality, Input::Rgb(&rgb), Counting::Libjpeg).unwrap();
+                let ours =
+                    compress(w, h, Quality { quality, progressive: false }, Input::Rgb(&rgb), Counting::Mask).unwrap();
+                let theirs =
+                    compress(w, h, Quality { quality, progressive: false }, Input::Rgb(&rgb), Counting::Libjpeg)
+                        .unwrap();
                 assert!(ours == theirs, "rgb {w}x{h} q{quality}: {} against {} bytes", ours.len(), theirs.len());
+            }
+        }
+    }
+
+    #[test]
+    fn progressive_files_hold_the_baseline_files_coefficients() {
+        // The same quantised coefficients in several scans: a full decode gives the baseline
+        // file's pixels exactly, from planes and from RGB, at sizes that are and are not whole MCUs.
+        let markers = |jpeg: &[u8]| {
+            jpeg.windows(2)
+                .filter(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC2 | 0xDA))
+                .map(|w| w[1])
+                .collect::<Vec<_>>()
+        };
+        let decode =
+            |jpeg: &[u8]| zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(jpeg)).decode().unwrap();
+        for (w, h) in [(1u32, 1u32), (33, 17), (150, 150), (301, 199)] {
+            let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7) % 251) as u8 ^ ((i / 3 % w) as u8)).collect();
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let ycc = YccPlanes {
+                y: plane(w, h, |x, y| (x * 3 + y * 5) as u8),
+                cb: plane(cw, ch, |x, _| (x * 7) as u8),
+                cr: plane(cw, ch, |_, y| 255 - (y * 3) as u8),
+                chroma_scale: (Ratio::HALF, Ratio::HALF),
+                chroma_early: (false, false),
+            };
+            for progressive in [false, true] {
+                let from_rgb = encode_rgb(&rgb, w, h, 85, progressive).unwrap();
+                let from_planes = encode_planes(&ycc, 85, progressive).unwrap();
+                for jpeg in [&from_rgb, &from_planes] {
+                    let m = markers(jpeg);
+                    let (sof, scans) =
+                        (m.iter().find(|&&x| x != 0xDA).copied(), m.iter().filter(|&&x| x == 0xDA).count());
+                    if progressive {
+                        assert!(sof == Some(0xC2) && scans > 1, "{w}x{h}: SOF {sof:x?}, {scans} scans");
+                    } else {
+                        assert!(sof == Some(0xC0) && scans == 1, "{w}x{h}: SOF {sof:x?}, {scans} scans");
+                    }
+                }
+            }
+            for (a, b) in [
+                (encode_rgb(&rgb, w, h, 85, false), encode_rgb(&rgb, w, h, 85, true)),
+                (encode_planes(&ycc, 85, false), encode_planes(&ycc, 85, true)),
+            ] {
+                assert_eq!(decode(&a.unwrap()), decode(&b.unwrap()), "{w}x{h}");
             }
         }
     }
@@ -698,7 +766,7 @@ mod tests {
         let run = |poison: bool| {
             std::panic::catch_unwind(|| {
                 let mut c = Compressor::new(false);
-                c.settings(40, 24, 85, true);
+                c.settings(40, 24, Quality { quality: 85, progressive: false }, true);
                 c.start(Counting::Mask);
                 c.counts.out_of_range = poison;
                 c.write_planes([&ycc.y, &ycc.cb, &ycc.cr]).unwrap();
