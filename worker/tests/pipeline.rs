@@ -4,7 +4,7 @@ mod common;
 
 use base64::Engine as _;
 use common::*;
-use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Preset};
+use imgfleet_shared::{ErrorKind, Fit, ImageFormat, OutputSpec, Preset, RenditionSpec};
 use imgfleet_worker::pipeline::pixels::Pixels;
 use imgfleet_worker::pipeline::{self, RenderOptions, Rendered, geometry, render, resize, shrink};
 use jpeg_encoder::ColorType;
@@ -685,41 +685,21 @@ fn malformed_icc_chunks_are_ignored_with_a_warning_not_refused() {
 /// planes hold.
 #[test]
 fn odd_sized_420_sources_render_as_well_as_a_reference_rgb_pipeline() {
-    use imgfleet_shared::{OutputSpec, RenditionSpec};
-    let jpeg = |q| OutputSpec::new(ImageFormat::Jpeg, q);
-    let preset = Preset {
-        name: "identity".into(),
-        renditions: vec![RenditionSpec {
-            name: "large".into(),
-            width: 800,
-            height: 800,
-            fit: Fit::Inside,
-            formats: vec![jpeg(90)],
-        }],
-    };
     let mut gaps = Vec::new();
     for w in 1..=65u32 {
         for h in 1..=65u32 {
-            let source =
-                pipeline::encode::encode(&pipeline::pixels::Raster::Ycc(photo_planes_420(w, h)), &jpeg(95), [255; 3])
-                    .unwrap();
+            let source = photo_jpeg_420(w, h);
             let (_, _, decoded) = decode_jpeg(&source);
-            let ours = render(&source, &preset, &RenderOptions::default()).expect("renders");
-            assert_eq!((ours.outputs[0].width, ours.outputs[0].height), (w, h));
-            let (_, _, ours) = decode_jpeg(&ours.outputs[0].data);
-            let rgb = pipeline::pixels::Raster::Pixels(Pixels::new(w, h, 3, decoded.clone()));
-            let (_, _, reference) = decode_jpeg(&pipeline::encode::encode(&rgb, &jpeg(90), [255; 3]).unwrap());
-            let (ours_db, ref_db) = (psnr_420(&ours, &decoded, w, h), psnr_420(&reference, &decoded, w, h));
+            let (ours_db, ref_db) = against_reference(&source, &Pixels::new(w, h, 3, decoded));
             // Both lossless (the tiniest sizes): no gap.
             let gap = if ours_db == ref_db { 0.0 } else { ours_db - ref_db };
             assert!(gap >= -1.5, "{w}x{h}: {ours_db:.2} dB against the reference's {ref_db:.2} dB");
             gaps.push(gap);
         }
     }
-    gaps.sort_by(f64::total_cmp);
-    let median = gaps[gaps.len() / 2];
-    assert!(median >= -0.1, "median gap {median:.2} dB (worst {:.2} dB)", gaps[0]);
-    eprintln!("planes path against the reference: worst {:.2} dB, median {median:.2} dB", gaps[0]);
+    let (worst, median) = worst_and_median(gaps);
+    assert!(median >= -0.1, "median gap {median:.2} dB (worst {worst:.2} dB)");
+    eprintln!("planes path against the reference: worst {worst:.2} dB, median {median:.2} dB");
 }
 
 /// The same comparison for every EXIF orientation and every size up to 17x17: renditions are
@@ -727,39 +707,14 @@ fn odd_sized_420_sources_render_as_well_as_a_reference_rgb_pipeline() {
 /// must come out with its chroma sited as if it had been made upright.
 #[test]
 fn odd_sized_420_sources_in_every_orientation_render_as_well_as_a_reference_rgb_pipeline() {
-    use imgfleet_shared::{OutputSpec, RenditionSpec};
-    let jpeg = |q| OutputSpec::new(ImageFormat::Jpeg, q);
-    let preset = Preset {
-        name: "identity".into(),
-        renditions: vec![RenditionSpec {
-            name: "large".into(),
-            width: 800,
-            height: 800,
-            fit: Fit::Inside,
-            formats: vec![jpeg(90)],
-        }],
-    };
     let mut gaps = Vec::new();
     for orientation in 1..=8u16 {
         for w in 1..=17u32 {
             for h in 1..=17u32 {
-                let stored = pipeline::encode::encode(
-                    &pipeline::pixels::Raster::Ycc(photo_planes_420(w, h)),
-                    &jpeg(95),
-                    [255; 3],
-                )
-                .unwrap();
-                let source = with_exif(&stored, orientation, false);
+                let stored = photo_jpeg_420(w, h);
                 let (_, _, decoded) = decode_jpeg(&stored);
                 let upright = pipeline::orient::apply(Pixels::new(w, h, 3, decoded), orientation as u8);
-                let (uw, uh) = (upright.width, upright.height);
-                let ours = render(&source, &preset, &RenderOptions::default()).expect("renders");
-                assert_eq!((ours.outputs[0].width, ours.outputs[0].height), (uw, uh));
-                let (_, _, ours) = decode_jpeg(&ours.outputs[0].data);
-                let rgb = pipeline::pixels::Raster::Pixels(upright.clone());
-                let (_, _, reference) = decode_jpeg(&pipeline::encode::encode(&rgb, &jpeg(90), [255; 3]).unwrap());
-                let (ours_db, ref_db) =
-                    (psnr_420(&ours, &upright.data, uw, uh), psnr_420(&reference, &upright.data, uw, uh));
+                let (ours_db, ref_db) = against_reference(&with_exif(&stored, orientation, false), &upright);
                 let gap = if ours_db == ref_db { 0.0 } else { ours_db - ref_db };
                 // Within 1.5 dB, or beyond 50 dB (1-pixel strips, where the two pipelines' chroma
                 // filters differ most and both are far past what anyone sees).
@@ -772,10 +727,37 @@ fn odd_sized_420_sources_in_every_orientation_render_as_well_as_a_reference_rgb_
             }
         }
     }
+    let (worst, median) = worst_and_median(gaps);
+    assert!(median >= -0.1, "median gap {median:.2} dB (worst {worst:.2} dB)");
+    eprintln!("planes path against the reference, every orientation: worst {worst:.2} dB, median {median:.2} dB");
+}
+
+/// A `w` x `h` 4:2:0 JPEG (q95) of [`photo_planes_420`], written from the planes by libjpeg.
+fn photo_jpeg_420(w: u32, h: u32) -> Vec<u8> {
+    let planes = pipeline::pixels::Raster::Ycc(photo_planes_420(w, h));
+    pipeline::encode::encode(&planes, &OutputSpec::new(ImageFormat::Jpeg, 95), [255; 3]).unwrap()
+}
+
+/// `source` rendered at its own size as a q90 JPEG by imgfleet, and `upright` (the source's own
+/// decode, turned upright) encoded at q90 from RGB by libjpeg; both decoded and scored against
+/// `upright`: (imgfleet's PSNR, the reference's PSNR).
+fn against_reference(source: &[u8], upright: &Pixels) -> (f64, f64) {
+    let jpeg = OutputSpec::new(ImageFormat::Jpeg, 90);
+    let spec = RenditionSpec { name: "large".into(), width: 800, height: 800, fit: Fit::Inside, formats: vec![jpeg] };
+    let preset = Preset { name: "identity".into(), renditions: vec![spec] };
+    let (w, h) = (upright.width, upright.height);
+    let ours = render(source, &preset, &RenderOptions::default()).expect("renders");
+    assert_eq!((ours.outputs[0].width, ours.outputs[0].height), (w, h));
+    let (_, _, ours) = decode_jpeg(&ours.outputs[0].data);
+    let rgb = pipeline::pixels::Raster::Pixels(upright.clone());
+    let (_, _, reference) = decode_jpeg(&pipeline::encode::encode(&rgb, &jpeg, [255; 3]).unwrap());
+    (psnr_420(&ours, &upright.data, w, h), psnr_420(&reference, &upright.data, w, h))
+}
+
+/// The lowest and the median of `gaps`.
+fn worst_and_median(mut gaps: Vec<f64>) -> (f64, f64) {
     gaps.sort_by(f64::total_cmp);
-    let median = gaps[gaps.len() / 2];
-    assert!(median >= -0.1, "median gap {median:.2} dB (worst {:.2} dB)", gaps[0]);
-    eprintln!("planes path against the reference, every orientation: worst {:.2} dB, median {median:.2} dB", gaps[0]);
+    (gaps[0], gaps[gaps.len() / 2])
 }
 
 /// `photo_rgb` as JFIF YCbCr planes at 4:2:0, each chroma sample the mean of the (up to four)

@@ -150,11 +150,6 @@ impl Plan {
         self.crop == Crop::full(w, h)
     }
 
-    /// True when the plan reads all of a `w` x `h` image and writes it at that size: a copy.
-    pub fn is_identity(&self, w: u32, h: u32) -> bool {
-        self.region() == (0.0, 0.0, f64::from(w), f64::from(h)) && (self.width, self.height) == (w, h)
-    }
-
     /// Where the chroma planes of this plan's rendition are read from, in a YCbCr image whose
     /// chroma is `scale` of its luma, starting one luma pixel early on the axes `src_early` says
     /// ([`super::pixels::YccPlanes::chroma_early`]): the planes' size, half the rendition's rounded

@@ -178,6 +178,24 @@ pub struct Decoded {
     pub frames: u32,
 }
 
+impl Decoded {
+    /// A still image decoded whole (not shrunk), with nothing to warn about.
+    pub fn whole(pixels: Pixels, model: ColourModel, icc: Option<Vec<u8>>, orientation: u8) -> Self {
+        let (width, height) = (pixels.width, pixels.height);
+        Self {
+            raster: pixels.into(),
+            width,
+            height,
+            shrunk_by: 1,
+            model,
+            icc,
+            orientation,
+            warnings: Vec::new(),
+            frames: 1,
+        }
+    }
+}
+
 /// JFIF YCbCr (full range) → RGB, in 16.16 fixed point. Chroma planes smaller than luma (the
 /// same size as each other) are repeated to its size, each sample covering its share of luma.
 pub fn ycc_to_rgb(y: &Pixels, cb: &Pixels, cr: &Pixels, early: (bool, bool)) -> Pixels {

@@ -23,25 +23,26 @@ impl ResizeError {
 
 /// Resizes the region of `src` that `plan` reads to `plan.width` x `plan.height` with Lanczos3.
 pub fn resize(src: &Pixels, plan: &Plan) -> Result<Pixels, ResizeError> {
-    let pixel_type = match src.channels {
-        1 => PixelType::U8,
-        3 => PixelType::U8x3,
-        4 => PixelType::U8x4,
-        n => return Err(ResizeError(format!("{n} channels"))),
-    };
-    resize_as(src, plan, pixel_type)
+    resize_as(src, plan, pixel_type(src.channels)?)
+}
+
+/// The resizer's pixel type for an image of `channels` interleaved channels (the last of four is alpha).
+fn pixel_type(channels: u8) -> Result<PixelType, ResizeError> {
+    match channels {
+        1 => Ok(PixelType::U8),
+        3 => Ok(PixelType::U8x3),
+        4 => Ok(PixelType::U8x4),
+        n => Err(ResizeError(format!("{n} channels"))),
+    }
 }
 
 /// [`resize`] with the pixel type given; a four-channel image's last channel is alpha (resized
 /// premultiplied), a two-channel one is two independent channels (a pair of chroma planes).
 fn resize_as(src: &Pixels, plan: &Plan, pixel_type: PixelType) -> Result<Pixels, ResizeError> {
-    if plan.is_identity(src.width, src.height) {
-        return Ok(src.clone());
-    }
     resize_region(src, (plan.width, plan.height), plan.region(), pixel_type)
 }
 
-/// Resizes `region` of `src` (inside it) to `size`.
+/// Resizes `region` of `src` (inside it) to `size`; all of `src` at its own size is a copy.
 fn resize_region(src: &Pixels, size: (u32, u32), region: Region, pixel_type: PixelType) -> Result<Pixels, ResizeError> {
     let err = |e: &dyn std::fmt::Display| ResizeError(e.to_string());
     if region == (0.0, 0.0, f64::from(src.width), f64::from(src.height)) && size == (src.width, src.height) {
@@ -153,13 +154,7 @@ fn resize_ycc(src: &YccPlanes, plan: &Plan, early: (bool, bool)) -> Result<YccPl
 
 /// One plane, padded by `pad`, resized from `region` to `size`.
 fn resize_one(p: &Pixels, pad: Pad, size: (u32, u32), region: Region) -> Result<Pixels, ResizeError> {
-    let padded = extend(p, pad);
-    let pixel_type = match padded.channels {
-        1 => PixelType::U8,
-        3 => PixelType::U8x3,
-        n => return Err(ResizeError(format!("{n} channels in a chroma plane"))),
-    };
-    resize_region(&padded, size, region, pixel_type)
+    resize_region(&extend(p, pad), size, region, pixel_type(p.channels)?)
 }
 
 /// Columns and rows to add before and after a plane (left, top, right, bottom), repeating its

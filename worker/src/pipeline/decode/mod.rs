@@ -386,17 +386,7 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
             return Err(DecodeError::Corrupt { format, message: "palette was not expanded".into() });
         }
     };
-    Ok(Decoded {
-        raster: pixels.into(),
-        width,
-        height,
-        shrunk_by: 1,
-        model,
-        icc,
-        orientation,
-        warnings: Vec::new(),
-        frames: 1,
-    })
+    Ok(Decoded::whole(pixels, model, icc, orientation))
 }
 
 fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
@@ -416,17 +406,7 @@ fn decode_webp(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     let orientation = chunks.exif.map_or(1, exif_orientation);
     let pixels = Pixels::new(width, height, channels, image.to_vec());
     let icc = chunks.icc.map(<[u8]>::to_vec);
-    Ok(Decoded {
-        raster: pixels.into(),
-        width,
-        height,
-        shrunk_by: 1,
-        model,
-        icc,
-        orientation,
-        warnings: Vec::new(),
-        frames: 1,
-    })
+    Ok(Decoded::whole(pixels, model, icc, orientation))
 }
 
 #[derive(Default)]
