@@ -168,6 +168,15 @@ fn gif_frame_size(gif: &[u8], w: u16, h: u16) -> Vec<u8> {
     out
 }
 
+/// `gif` with its first image descriptor placed at (`left`, `top`).
+fn gif_frame_at(gif: &[u8], left: u16, top: u16) -> Vec<u8> {
+    let mut out = gif.to_vec();
+    let at = out.iter().position(|&b| b == b',').expect("image descriptor");
+    out[at + 1..at + 3].copy_from_slice(&left.to_le_bytes());
+    out[at + 3..at + 5].copy_from_slice(&top.to_le_bytes());
+    out
+}
+
 /// A GIF whose screen has no global colour table and whose image has no local one.
 fn gif_without_palette() -> Vec<u8> {
     let mut out = b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec();
@@ -335,6 +344,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             gif_frame_size(GIF_1X1, 0xFFFF, 0xFFFF),
             Rejected(ErrorKind::TooLarge),
         ),
+        ("gif first frame past the screen's edge", gif_frame_at(GIF_1X1, 5, 0), Ok(ImageFormat::Gif)),
         ("gif header only", GIF_1X1[..13].to_vec(), Rejected(ErrorKind::Corrupt)),
         ("gif truncated in its image data", GIF_1X1[..GIF_1X1.len() - 5].to_vec(), Rejected(ErrorKind::Corrupt)),
         ("gif without a colour table", gif_without_palette(), Rejected(ErrorKind::Corrupt)),

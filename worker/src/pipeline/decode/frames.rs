@@ -119,6 +119,8 @@ fn composite(canvas: (u32, u32), frame: &[u8], channels: usize, rect: Rect) -> P
     let (left, top, fw) = (rect.left as usize, rect.top as usize, rect.width as usize);
     let rows = (rect.height as usize).min(ch.saturating_sub(top));
     let cols = fw.min(cw.saturating_sub(left));
+    // A frame wholly past the canvas's right edge leaves it transparent (no row slice to take).
+    let rows = if cols == 0 { 0 } else { rows };
     for y in 0..rows {
         let src = &frame[y * fw * channels..][..cols * channels];
         let dst = &mut out[((top + y) * cw + left) * 4..][..cols * 4];
@@ -132,15 +134,14 @@ fn composite(canvas: (u32, u32), frame: &[u8], channels: usize, rect: Rect) -> P
 
 /// The canvas as a decoded still: RGB when every pixel is opaque, RGBA otherwise.
 fn still(canvas: Pixels, icc: Option<Vec<u8>>, orientation: u8, warnings: Vec<String>, frames: u32) -> Decoded {
-    let (width, height) = (canvas.width, canvas.height);
     let opaque = canvas.data.chunks_exact(4).all(|p| p[3] == 255);
-    let (raster, model) = if opaque {
+    let (pixels, model) = if opaque {
         let rgb = canvas.data.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
-        (Pixels::new(width, height, 3, rgb), ColourModel::Rgb)
+        (Pixels::new(canvas.width, canvas.height, 3, rgb), ColourModel::Rgb)
     } else {
         (canvas, ColourModel::Rgba)
     };
-    Decoded { raster: raster.into(), width, height, shrunk_by: 1, model, icc, orientation, warnings, frames }
+    Decoded { warnings, frames, ..Decoded::whole(pixels, model, icc, orientation) }
 }
 
 #[cfg(test)]
@@ -220,6 +221,37 @@ mod tests {
                     assert_eq!(got[3], want[3], "alpha at ({x}, {y}), interlaced {interlaced}");
                     if want[3] == 255 {
                         assert_eq!(got, want, "({x}, {y})");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every canvas up to 5x5 and every frame of 1..=6 x 1..=6 at every offset up to 6, inside,
+    /// across and past the canvas edges, RGB and RGBA: each canvas pixel is the frame's pixel
+    /// under it, or transparent.
+    #[test]
+    fn composite_places_every_frame_at_every_offset() {
+        for (cw, ch) in (1..=5u32).flat_map(|w| (1..=5u32).map(move |h| (w, h))) {
+            for (fw, fh, left, top) in (1..=6u32).flat_map(|w| {
+                (1..=6u32).flat_map(move |h| (0..=6u32).flat_map(move |l| (0..=6u32).map(move |t| (w, h, l, t))))
+            }) {
+                for channels in [3usize, 4] {
+                    let frame: Vec<u8> = (0..(fw * fh) as usize * channels).map(|i| (i * 7 % 251) as u8 + 1).collect();
+                    let out = composite((cw, ch), &frame, channels, rect(left, top, fw, fh));
+                    for (y, x) in (0..ch).flat_map(|y| (0..cw).map(move |x| (y, x))) {
+                        let inside = (left..left + fw).contains(&x) && (top..top + fh).contains(&y);
+                        let want = if inside {
+                            let i = (((y - top) * fw + (x - left)) as usize) * channels;
+                            [frame[i], frame[i + 1], frame[i + 2], if channels == 4 { frame[i + 3] } else { 255 }]
+                        } else {
+                            [0; 4]
+                        };
+                        assert_eq!(
+                            out.pixel(x, y),
+                            want,
+                            "canvas {cw}x{ch}, frame {fw}x{fh} at ({left}, {top}), {channels} channels, ({x}, {y})"
+                        );
                     }
                 }
             }
