@@ -35,7 +35,9 @@ fn check_outputs(r: &Rendered) {
                 let (w, h, _, _) = decode_webp(&o.data);
                 (w, h)
             }
-            ImageFormat::Png | ImageFormat::Gif => unreachable!("no PNG or GIF outputs"),
+            ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif => {
+                unreachable!("no PNG or GIF outputs")
+            }
         };
         assert_eq!((w, h), (o.width, o.height), "{} {:?}", o.name, o.format);
     }
@@ -184,6 +186,88 @@ fn cmyk_and_ycck_jpegs_have_correct_colours() {
             assert!(near(got, rgb, 12), "{color:?} ink {ink:?}: got {got:?}, want {rgb:?}");
         }
     }
+}
+
+/// A CMYK output profile (lut16 A2B0 to Lab, 2 grid points per ink) that renders each ink far from what
+/// the naive inverted-CMYK formula gives: cyan ink alone comes out red, magenta green, yellow blue.
+fn cmyk_press_profile() -> Vec<u8> {
+    use moxcms::{ColorProfile, DataColorSpace, LutDataType, LutStore, LutType, LutWarehouse, Matrix3d, ProfileClass};
+    // Legacy (v2) 16-bit Lab, as lut16 holds it: L* 0..100 -> 0..0xFF00, a*, b* -128..127 -> 0..0xFFFF.
+    let lab = |l: f64, a: f64, b: f64| {
+        [
+            (l.clamp(0.0, 100.0) * 652.8).round() as u16,
+            ((a + 128.0) * 256.0).round() as u16,
+            ((b + 128.0) * 256.0).round() as u16,
+        ]
+    };
+    let mut clut = Vec::new();
+    for c in 0..2 {
+        for m in 0..2 {
+            for y in 0..2 {
+                for k in 0..2 {
+                    let (c, m, y, k) = (f64::from(c), f64::from(m), f64::from(y), f64::from(k));
+                    let l = 90.0 - 25.0 * (c + m + y) - 60.0 * k;
+                    // Red (a+, b+) for cyan, green (a-, b+) for magenta, blue (b-) for yellow.
+                    clut.extend(lab(l, 70.0 * c - 70.0 * m, 50.0 * (c + m) - 80.0 * y));
+                }
+            }
+        }
+    }
+    let identity = |channels: usize| LutStore::Store16((0..channels).flat_map(|_| [0, u16::MAX]).collect());
+    let lut = LutDataType {
+        num_input_channels: 4,
+        num_output_channels: 3,
+        num_clut_grid_points: 2,
+        matrix: Matrix3d::IDENTITY,
+        num_input_table_entries: 2,
+        num_output_table_entries: 2,
+        input_table: identity(4),
+        clut_table: LutStore::Store16(clut),
+        output_table: identity(3),
+        lut_type: LutType::Lut16,
+    };
+    let mut p = ColorProfile::new_srgb();
+    (p.red_trc, p.green_trc, p.blue_trc, p.cicp) = (None, None, None, None);
+    p.profile_class = ProfileClass::OutputDevice;
+    p.color_space = DataColorSpace::Cmyk;
+    p.pcs = DataColorSpace::Lab;
+    p.lut_a_to_b_perceptual = Some(LutWarehouse::Lut(lut.clone()));
+    p.lut_a_to_b_colorimetric = Some(LutWarehouse::Lut(lut));
+    p.encode().expect("the CMYK profile encodes")
+}
+
+/// Issue 19 item 1: an Adobe YCCK JPEG with an embedded CMYK profile, baseline or progressive, goes through
+/// the profile, exactly as the same inks stored as plain CMYK do; without the profile it takes the naive formula.
+#[test]
+fn ycck_jpeg_goes_through_its_cmyk_profile_like_cmyk() {
+    let profile = cmyk_press_profile();
+    let icc = [b"ICC_PROFILE\0\x01\x01".as_slice(), &profile].concat();
+    let inks: [[u8; 4]; 5] = [[255, 0, 0, 0], [0, 255, 0, 0], [0, 0, 255, 0], [0, 0, 0, 0], [128, 64, 32, 16]];
+    for (ink, encode) in inks
+        .into_iter()
+        .flat_map(|i| [(i, jpeg_of as fn(&[u8], u32, u32, ColorType) -> Vec<u8>), (i, progressive_jpeg_of)])
+    {
+        let data: Vec<u8> = (0..64 * 48).flat_map(|_| ink).collect();
+        let with = |color| run(&insert_segment(&encode(&data, 64, 48, color), 0xE2, &icc));
+        let (cmyk, ycck) = (with(ColorType::Cmyk), with(ColorType::CmykAsYcck));
+        check_outputs(&ycck);
+        let (a, b) = (centre_rgb(&cmyk, "large"), centre_rgb(&ycck, "large"));
+        assert!(near(a, b, 4), "ink {ink:?}: CMYK {a:?}, YCCK {b:?}");
+        let naive = centre_rgb(&run(&jpeg_of(&data, 64, 48, ColorType::CmykAsYcck)), "large");
+        if ink != [0, 0, 0, 0] && ink[..3].iter().any(|&v| v == 255) {
+            let far = b.iter().zip(&naive).map(|(&x, &y)| x.abs_diff(y)).max().unwrap();
+            assert!(far > 60, "ink {ink:?}: the profile's {b:?} is too near the naive {naive:?}");
+        }
+    }
+    // The profile's own colours: cyan ink red, magenta green, yellow blue.
+    let centre = |ink: [u8; 4]| {
+        let data: Vec<u8> = (0..64 * 48).flat_map(|_| ink).collect();
+        centre_rgb(&run(&insert_segment(&jpeg_of(&data, 64, 48, ColorType::CmykAsYcck), 0xE2, &icc)), "large")
+    };
+    let (red, green, blue) = (centre([255, 0, 0, 0]), centre([0, 255, 0, 0]), centre([0, 0, 255, 0]));
+    assert!(red[0] > red[1].max(red[2]) + 40, "cyan ink through the profile: {red:?}");
+    assert!(green[1] > green[0].max(green[2]) + 40, "magenta ink through the profile: {green:?}");
+    assert!(blue[2] > blue[0].max(blue[1]) + 40, "yellow ink through the profile: {blue:?}");
 }
 
 #[test]

@@ -47,6 +47,16 @@ pub fn jpeg_of(data: &[u8], w: u32, h: u32, color: ColorType) -> Vec<u8> {
     out
 }
 
+/// [`jpeg_of`], progressive.
+pub fn progressive_jpeg_of(data: &[u8], w: u32, h: u32, color: ColorType) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = Encoder::new(&mut out, 92);
+    e.set_sampling_factor(SamplingFactor::R_4_4_4);
+    e.set_progressive(true);
+    e.encode(data, w as u16, h as u16, color).unwrap();
+    out
+}
+
 pub fn jpeg(w: u32, h: u32) -> Vec<u8> {
     jpeg_of(&photo_rgb(w, h), w, h, ColorType::Rgb)
 }

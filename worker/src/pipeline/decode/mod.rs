@@ -243,7 +243,8 @@ fn decode_jpeg_checked(
         });
     }
     let (out, model) = match input {
-        ColorSpace::CMYK if cmyk_profile => (ColorSpace::CMYK, ColourModel::Cmyk),
+        // Adobe YCCK is CMYK stored through the YCbCr transform: back to (Adobe-inverted) CMYK for the profile.
+        ColorSpace::CMYK | ColorSpace::YCCK if cmyk_profile => (ColorSpace::CMYK, ColourModel::Cmyk),
         ColorSpace::Luma => (ColorSpace::Luma, ColourModel::Gray),
         _ => (ColorSpace::RGB, ColourModel::Rgb),
     };
