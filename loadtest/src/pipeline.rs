@@ -254,7 +254,7 @@ fn output_bytes(results: &[RenderResult]) -> (u64, u64, BTreeMap<String, u64>) {
         match r.format {
             ImageFormat::Jpeg => by_format[0] += r.bytes,
             ImageFormat::Webp => by_format[1] += r.bytes,
-            ImageFormat::Png | ImageFormat::Gif => {}
+            ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif => {}
         }
         *by_rendition.entry(format!("{} {}", r.name, r.format)).or_default() += r.bytes;
     }

@@ -1,4 +1,5 @@
-//! The image formats imgfleet reads (JPEG, PNG, WebP, GIF) and writes (JPEG, WebP).
+//! The image formats imgfleet reads (JPEG, PNG, WebP, GIF; HEIC and AVIF in builds with the worker's `heic`
+//! feature) and writes (JPEG, WebP).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -12,6 +13,11 @@ pub enum ImageFormat {
     Webp,
     /// Read only: the first frame of an animated one.
     Gif,
+    /// Read only: HEIF (ISO/IEC 23008-12) with HEVC-coded images, as iPhones save photos, or a HEIF file of
+    /// another codec than AV1.
+    Heic,
+    /// Read only: HEIF with AV1-coded images (AVIF).
+    Avif,
 }
 
 impl ImageFormat {
@@ -22,6 +28,8 @@ impl ImageFormat {
             Self::Png => "image/png",
             Self::Webp => "image/webp",
             Self::Gif => "image/gif",
+            Self::Heic => "image/heic",
+            Self::Avif => "image/avif",
         }
     }
 
@@ -32,16 +40,20 @@ impl ImageFormat {
             Self::Png => "png",
             Self::Webp => "webp",
             Self::Gif => "gif",
+            Self::Heic => "heic",
+            Self::Avif => "avif",
         }
     }
 
-    /// The lower-case name (`jpeg`, `png`, `webp`, `gif`), as used in metric labels.
+    /// The lower-case name (`jpeg`, `png`, `webp`, `gif`, `heic`, `avif`), as used in metric labels.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Jpeg => "jpeg",
             Self::Png => "png",
             Self::Webp => "webp",
             Self::Gif => "gif",
+            Self::Heic => "heic",
+            Self::Avif => "avif",
         }
     }
 }

@@ -176,7 +176,7 @@ impl Preset {
                 return Err(invalid(format!("rendition {:?} has no formats", r.name)));
             }
             for o in &r.formats {
-                if matches!(o.format, ImageFormat::Png | ImageFormat::Gif) {
+                if matches!(o.format, ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif) {
                     return Err(invalid(format!("rendition {:?}: {} output is not supported", r.name, o.format)));
                 }
                 if !(1..=100).contains(&o.quality) {

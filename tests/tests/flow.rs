@@ -107,6 +107,39 @@ async fn an_animated_gif_becomes_first_frame_renditions() {
     worker.wait().await;
 }
 
+/// An iPhone photo (HEIC, held upright: a grid turned by `irot`) through the fleet: upright renditions where
+/// the build reads HEIF (the heic feature, as the test suite and the container image build), a failed
+/// `unsupported` event that says so where it does not; the message is answered either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iphone_heic_becomes_upright_renditions() {
+    let env = Env::new().await;
+    let setup = env.setup("heic", 3, 30).await;
+    let worker = start_worker(&env.config(&setup), &env.sdk).await;
+    let key = "uploads/u/8/IMG_0001.HEIC";
+    let photo = concat!(env!("CARGO_MANIFEST_DIR"), "/../worker/tests/fixtures/heif/iphone-portrait.heic");
+    env.upload(&setup.bucket, key, std::fs::read(photo).unwrap()).await;
+    let events = env.wait_events(&setup.stream, WAIT, |e| e.iter().any(|e| e.source.key == key)).await;
+    let event = events.iter().find(|e| e.source.key == key).unwrap();
+    if imgfleet_worker::pipeline::decode::HEIF_SUPPORTED {
+        assert_eq!(event.kind, EventType::Completed, "{event:?}");
+        let s = &event.source;
+        assert_eq!((s.format, s.width, s.height), (Some(ImageFormat::Heic), Some(3024), Some(4032)));
+        assert_eq!(event.renditions.len(), 6);
+        for r in &event.renditions {
+            assert!(env.exists(&r.bucket, &r.key).await, "{} stored", r.key);
+            assert!(r.width == r.height || r.height > r.width, "{}: {}x{} is upright", r.key, r.width, r.height);
+        }
+    } else {
+        assert_eq!(event.kind, EventType::Failed);
+        let error = event.error.as_ref().unwrap();
+        assert_eq!(error.kind, ErrorKind::Unsupported);
+        assert!(error.message.contains("heic feature"), "{}", error.message);
+    }
+    env.wait_queue_empty(&setup.queue_url, WAIT).await;
+    worker.shutdown();
+    worker.wait().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_shape_and_key_encoding() {
     let env = Env::new().await;

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use imgfleet_shared::{ErrorKind, ImageFormat, Preset};
+use imgfleet_worker::pipeline::decode::HEIF_SUPPORTED;
 use imgfleet_worker::pipeline::{RenderError, RenderOptions, Rendered, render};
 use jpeg_encoder::{ColorType, Encoder};
 use std::sync::mpsc;
@@ -225,6 +226,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     let rgb_png = png_of(&photo_rgb(200, 100), 200, 100, png::ColorType::Rgb, png::BitDepth::Eight, None);
     let lossy = webp_lossy(300, 200);
     let mut rng = Rng::new(0x1d_f1ee7);
+    let heif_kind = if HEIF_SUPPORTED { ErrorKind::Corrupt } else { ErrorKind::Unsupported };
     let cmyk: Vec<u8> = photo_rgb(120, 80).chunks(3).flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 20]).collect();
     let gray: Vec<u8> = photo_rgb(120, 80).chunks(3).map(|p| p[1]).collect();
     let rgba16: Vec<u8> = photo_rgb(64, 64)
@@ -373,8 +375,14 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         ("pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj".to_vec(), Rejected(ErrorKind::Unsupported)),
         ("bmp", [b"BM".as_slice(), &rng.bytes(100)].concat(), Rejected(ErrorKind::Unsupported)),
         ("tiff", [b"II*\0".as_slice(), &rng.bytes(100)].concat(), Rejected(ErrorKind::Unsupported)),
-        ("heic", [b"\0\0\0\x18ftypheic".as_slice(), &rng.bytes(100)].concat(), Rejected(ErrorKind::Unsupported)),
-        ("avif", [b"\0\0\0\x1cftypavif".as_slice(), &rng.bytes(100)].concat(), Rejected(ErrorKind::Unsupported)),
+        // HEIF by its brands: damaged where this build reads it (the heic feature), unsupported where it does not.
+        ("heic", [b"\0\0\0\x18ftypheic".as_slice(), &rng.bytes(100)].concat(), Rejected(heif_kind)),
+        ("avif", [b"\0\0\0\x1cftypavif".as_slice(), &rng.bytes(100)].concat(), Rejected(heif_kind)),
+        (
+            "mp4 video",
+            [b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".as_slice(), &rng.bytes(100)].concat(),
+            Rejected(ErrorKind::Unsupported),
+        ),
     ]
 }
 

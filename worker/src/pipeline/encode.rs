@@ -34,7 +34,9 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
                 ImageFormat::Webp => {
                     libwebp::encode(libwebp::Input::Planes(planes), &webp_config(spec)?).map_err(EncodeError::Webp)
                 }
-                ImageFormat::Png | ImageFormat::Gif => Err(EncodeError::Unsupported(spec.format)),
+                ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif => {
+                    Err(EncodeError::Unsupported(spec.format))
+                }
             };
         }
         Raster::Ycc(planes) => &planes.to_rgb(),
@@ -43,7 +45,9 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
     match spec.format {
         ImageFormat::Jpeg => encode_jpeg(pixels, spec, background),
         ImageFormat::Webp => encode_webp(pixels, &webp_config(spec)?),
-        ImageFormat::Png | ImageFormat::Gif => Err(EncodeError::Unsupported(spec.format)),
+        ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif => {
+            Err(EncodeError::Unsupported(spec.format))
+        }
     }
 }
 

@@ -12,7 +12,8 @@ pub enum SniffError {
     Unsupported(&'static str),
 }
 
-/// Identifies JPEG, PNG, WebP and GIF from their signatures; names whatever else it recognises in the error.
+/// Identifies JPEG, PNG, WebP, GIF and HEIF (HEIC or AVIF, by the `ftyp` box's brands) from their signatures;
+/// names whatever else it recognises in the error.
 pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, SniffError> {
     if bytes.is_empty() {
         return Err(SniffError::Empty);
@@ -29,7 +30,34 @@ pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, SniffError> {
     if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
         return Ok(ImageFormat::Gif);
     }
+    if let Some(format) = heif_brand(bytes) {
+        return Ok(format);
+    }
     Err(SniffError::Unsupported(describe(bytes)))
+}
+
+/// HEIF by the brands of a leading `ftyp` box (ISO/IEC 14496-12 §4.3; brands from ISO/IEC 23008-12 Annex B
+/// and the AVIF specification §9): AVIF when any brand is `avif` or `avis`, HEIC for the HEVC brands or a
+/// generic HEIF brand (`mif1`, `msf1`, `mif2`, whose codec libheif then reads from the file), `None` for other
+/// ISO media (MP4, MOV, 3GP).
+fn heif_brand(bytes: &[u8]) -> Option<ImageFormat> {
+    if bytes.get(4..8)? != b"ftyp" {
+        return None;
+    }
+    // Major brand, minor version, then compatible brands up to the end of the box (size 0: the end of the file).
+    let size = u32::from_be_bytes(bytes[0..4].try_into().ok()?) as usize;
+    let end = if size == 0 { bytes.len() } else { size.min(bytes.len()) };
+    let major = bytes.get(8..12)?;
+    let compatible = bytes.get(16..end).unwrap_or_default().chunks_exact(4);
+    let brands: Vec<&[u8]> = std::iter::once(major).chain(compatible).collect();
+    let any = |names: &[&[u8; 4]]| brands.iter().any(|b| names.iter().any(|n| b == n));
+    if any(&[b"avif", b"avis"]) {
+        Some(ImageFormat::Avif)
+    } else if any(&[b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"mif2"]) {
+        Some(ImageFormat::Heic)
+    } else {
+        None
+    }
 }
 
 /// A name for bytes that are not a supported image, for the error message.
@@ -45,7 +73,7 @@ fn describe(bytes: &[u8]) -> &'static str {
     } else if starts(b"II*\0") || starts(b"MM\0*") {
         "TIFF"
     } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
-        "HEIF/AVIF or another ISO media file"
+        "ISO media file (MP4, MOV or 3GP video)"
     } else if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL ") {
         "JPEG XL"
     } else if starts(b"\x1f\x8b") || starts(b"PK\x03\x04") {
@@ -86,6 +114,61 @@ mod tests {
         assert_eq!(sniff(b"GIF87a\x01\0"), Ok(ImageFormat::Gif));
     }
 
+    /// An `ftyp` box of `size` (0: as long as the bytes) with these brands.
+    fn ftyp(size: u32, major: &[u8; 4], compatible: &[&[u8; 4]]) -> Vec<u8> {
+        let mut b = size.to_be_bytes().to_vec();
+        b.extend_from_slice(b"ftyp");
+        b.extend_from_slice(major);
+        b.extend_from_slice(&[0; 4]);
+        compatible.iter().for_each(|c| b.extend_from_slice(*c));
+        b
+    }
+
+    #[test]
+    fn heif_by_brands() {
+        let (heic, avif) = (Ok(ImageFormat::Heic), Ok(ImageFormat::Avif));
+        let video = Err(SniffError::Unsupported("ISO media file (MP4, MOV or 3GP video)"));
+        let full = |major, compatible: &[&[u8; 4]]| ftyp(16 + 4 * compatible.len() as u32, major, compatible);
+        // iPhone: heic, mif1 + MiHE, miaf, MiHB, heic; libheif and Pillow write these too.
+        assert_eq!(sniff(&full(b"heic", &[b"mif1", b"MiHE", b"miaf", b"MiHB", b"heic"])), heic);
+        assert_eq!(sniff(&full(b"mif1", &[b"mif1", b"heic"])), heic);
+        assert_eq!(sniff(&full(b"heix", &[])), heic);
+        assert_eq!(sniff(&full(b"msf1", &[b"hevc"])), heic);
+        assert_eq!(sniff(&full(b"mif1", &[b"mif1"])), heic);
+        assert_eq!(sniff(&full(b"avif", &[b"mif1", b"miaf"])), avif);
+        assert_eq!(sniff(&full(b"mif1", &[b"avif", b"miaf"])), avif);
+        assert_eq!(sniff(&full(b"avis", &[b"msf1"])), avif);
+        assert_eq!(sniff(&full(b"isom", &[b"iso2", b"mp41"])), video);
+        assert_eq!(sniff(&full(b"qt  ", &[])), video);
+        // A brand past the box's end is not the box's.
+        assert_eq!(sniff(&[ftyp(16, b"isom", &[]), b"heic".to_vec()].concat()), video);
+        assert_eq!(sniff(&ftyp(0, b"isom", &[b"mif1"])), heic);
+        // Truncated: the major brand is enough, a partial brand is not one.
+        assert_eq!(sniff(&ftyp(24, b"heic", &[])[..12]), heic);
+        assert_eq!(sniff(&[ftyp(24, b"isom", &[]), b"av".to_vec()].concat()), video);
+    }
+
+    #[test]
+    fn ftyp_prefixes_never_panic() {
+        // Every prefix of an AVIF's ftyp, with each box size up to past its end: HEIF from the major brand on,
+        // AVIF once the box holds the whole `avif` brand (bytes 20..24).
+        let file = ftyp(28, b"mif1", &[b"miaf", b"avif", b"MA1B"]);
+        for size in 0..40 {
+            let mut f = file.clone();
+            f[..4].copy_from_slice(&(size as u32).to_be_bytes());
+            for len in 0..=f.len() {
+                let end = if size == 0 { len } else { size.min(len) };
+                let want = match len {
+                    0 => Err(SniffError::Empty),
+                    1..12 => Err(SniffError::Unsupported("unrecognised bytes")),
+                    _ if end >= 24 => Ok(ImageFormat::Avif),
+                    _ => Ok(ImageFormat::Heic),
+                };
+                assert_eq!(sniff(&f[..len]), want, "size {size}, {len} bytes");
+            }
+        }
+    }
+
     #[test]
     fn names_what_it_refuses() {
         let cases: [(&[u8], &str); 10] = [
@@ -95,7 +178,7 @@ mod tests {
             (b"<?xml version='1.0'?><svg/>", "SVG"),
             (b"<?xml version='1.0'?><a/>", "XML"),
             (b"<!DOCTYPE html><script>alert(1)</script>", "HTML"),
-            (b"\0\0\0\x18ftypheic", "HEIF/AVIF or another ISO media file"),
+            (b"\0\0\0\x18ftypisom", "ISO media file (MP4, MOV or 3GP video)"),
             (b"RIFF\0\0\0\0WAVEfmt ", "unrecognised bytes"),
             (b"hello world", "text"),
             (&[0xFF, 0xD8], "unrecognised bytes"),

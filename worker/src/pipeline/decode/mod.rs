@@ -3,6 +3,8 @@
 //! allocated.
 
 mod frames;
+#[cfg(feature = "heic")]
+mod heif;
 
 use super::exif::exif_orientation;
 use super::geometry::{self, Ratio};
@@ -58,7 +60,20 @@ pub fn decode_shrinking(
         ImageFormat::Png => decode_png(bytes, limits),
         ImageFormat::Webp => decode_webp(bytes, limits),
         ImageFormat::Gif => frames::decode_gif(bytes, limits),
+        ImageFormat::Heic | ImageFormat::Avif => decode_heif(bytes, format, limits),
     }
+}
+
+/// Whether this build reads HEIC and AVIF (the `heic` feature).
+pub const HEIF_SUPPORTED: bool = cfg!(feature = "heic");
+
+#[cfg(feature = "heic")]
+use heif::decode_heif;
+
+#[cfg(not(feature = "heic"))]
+fn decode_heif(_: &[u8], format: ImageFormat, _: &Limits) -> Result<Decoded, DecodeError> {
+    let message = "this build has no HEIF decoder (imgfleet's heic feature)".into();
+    Err(DecodeError::Unsupported { format, message })
 }
 
 /// Refuses dimensions over the limits. Called with header values, before allocating pixels.
