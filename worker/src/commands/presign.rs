@@ -42,7 +42,7 @@ pub struct PresignedPost {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PresignError {
-    #[error("content type {0:?} is not an image type the worker reads (image/jpeg, image/png, image/webp)")]
+    #[error("content type {0:?} is not an image type the worker reads ({types})", types = accepted_content_types().join(", "))]
     ContentType(String),
     #[error("the size limit must be at least 1 byte")]
     MaxBytes,
@@ -52,16 +52,26 @@ pub enum PresignError {
     Key,
 }
 
+/// The `Content-Type`s a policy may name: the formats this build reads (HEIC and AVIF with the heic
+/// feature; `image/heif` too, which some clients send for HEIC).
+pub fn accepted_content_types() -> Vec<&'static str> {
+    let mut types: Vec<&str> = [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp, ImageFormat::Gif]
+        .iter()
+        .map(|f| f.content_type())
+        .collect();
+    if crate::pipeline::decode::HEIF_SUPPORTED {
+        types.extend([ImageFormat::Heic.content_type(), "image/heif", ImageFormat::Avif.content_type()]);
+    }
+    types
+}
+
 /// Signs a POST policy for one upload, as of `now`.
 pub fn presign_post(
     request: &PostPolicyRequest,
     credentials: &Credentials,
     now: SystemTime,
 ) -> Result<PresignedPost, PresignError> {
-    if ![ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp]
-        .iter()
-        .any(|f| f.content_type() == request.content_type)
-    {
+    if !accepted_content_types().contains(&request.content_type.as_str()) {
         return Err(PresignError::ContentType(request.content_type.clone()));
     }
     if request.max_bytes == 0 {
@@ -209,6 +219,16 @@ mod tests {
             presign_post(&r, &creds, now).unwrap_err()
         };
         assert!(matches!(refused(|r| r.content_type = "text/html".into()), PresignError::ContentType(_)));
+        let of_type = |t: &str| {
+            let mut r = request();
+            r.content_type = t.into();
+            presign_post(&r, &creds, now)
+        };
+        for heif in ["image/heic", "image/heif", "image/avif"] {
+            let refused_heif = matches!(of_type(heif), Err(PresignError::ContentType(_)));
+            assert_eq!(refused_heif, !crate::pipeline::decode::HEIF_SUPPORTED, "{heif}");
+        }
+        assert!(of_type("image/gif").is_ok());
         assert_eq!(refused(|r| r.max_bytes = 0), PresignError::MaxBytes);
         assert_eq!(refused(|r| r.expires_in = Duration::from_secs(8 * 86_400)), PresignError::Expiry);
         assert_eq!(refused(|r| r.key.clear()), PresignError::Key);
