@@ -986,3 +986,53 @@ fn a_preset_can_ask_for_progressive_jpeg() {
         }
     }
 }
+
+/// Issue 19 item 5: bytes between the entropy-coded data and the next marker (some scanners and cameras write
+/// them; libjpeg warns "extraneous bytes before marker" and decodes) are skipped. Before every marker after
+/// the first scan (DHT, SOS, DRI, RSTn, EOI) of baseline and progressive files, with and without restart
+/// intervals, 4:2:0 and 4:4:4, three junk bytes or a zero byte change nothing: the decode is the clean file's,
+/// pixel for pixel.
+#[test]
+fn junk_before_a_marker_is_skipped_as_libjpeg_does() {
+    use imgfleet_shared::Limits;
+    use imgfleet_worker::pipeline::decode::decode;
+    let (w, h) = (96u32, 64u32);
+    let rgb = photo_rgb(w, h);
+    let mut checked = 0;
+    for (progressive, restart, sampling) in [
+        (false, 0, jpeg_encoder::SamplingFactor::R_4_2_0),
+        (false, 2, jpeg_encoder::SamplingFactor::R_4_2_0),
+        (false, 3, jpeg_encoder::SamplingFactor::R_4_4_4),
+        (true, 0, jpeg_encoder::SamplingFactor::R_4_2_0),
+        (true, 4, jpeg_encoder::SamplingFactor::R_4_4_4),
+    ] {
+        let mut clean = Vec::new();
+        let mut e = jpeg_encoder::Encoder::new(&mut clean, 85);
+        e.set_sampling_factor(sampling);
+        e.set_progressive(progressive);
+        e.set_restart_interval(restart);
+        e.encode(&rgb, w as u16, h as u16, ColorType::Rgb).unwrap();
+        let want = decode(&clean, ImageFormat::Jpeg, &Limits::default()).unwrap().raster.into_pixels();
+        let first_scan = clean.windows(2).position(|m| m == [0xFF, 0xDA]).unwrap();
+        let markers: Vec<usize> = (first_scan + 2..clean.len() - 1)
+            .filter(|&i| clean[i] == 0xFF && !matches!(clean[i + 1], 0x00 | 0xFF))
+            .collect();
+        assert!(markers.len() > usize::from(progressive) * 4, "{progressive} {restart}: {} markers", markers.len());
+        for &at in &markers {
+            for junk in [&[0x12, 0x34, 0x56][..], &[0x00]] {
+                let bytes = [&clean[..at], junk, &clean[at..]].concat();
+                let marker = clean[at + 1];
+                let got = decode(&bytes, ImageFormat::Jpeg, &Limits::default()).unwrap_or_else(|e| {
+                    panic!("progressive {progressive}, restart {restart}, junk before {marker:#x}: {e}")
+                });
+                let got = got.raster.into_pixels();
+                assert!(
+                    got == want,
+                    "progressive {progressive}, restart {restart}: junk before {marker:#x} changed the pixels"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50, "{checked} cases");
+}
