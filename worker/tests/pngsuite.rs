@@ -1,0 +1,125 @@
+//! Conformance: Willem van Schaik's PngSuite (fixtures/pngsuite, sources and licence in SOURCES.md). The
+//! expected outcome is the suite's own: a file whose name starts with `x` is invalid and must be refused,
+//! every other one decodes. A valid file's pixels must equal a reference decoder's (Pillow, cross-checked
+//! with pypng; 16 bits reduced to their high byte, palette expanded, tRNS as alpha, gAMA/cHRM/sBIT/bKGD not
+//! applied), read from the atlas `reference.png` at the cell `expected.tsv` gives; a valid file then renders.
+
+mod common;
+
+use imgfleet_shared::{ImageFormat, Limits, Preset};
+use imgfleet_worker::pipeline::decode::{DecodeError, decode};
+use imgfleet_worker::pipeline::pixels::{ColourModel, Decoded};
+use imgfleet_worker::pipeline::{RenderOptions, render};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pngsuite");
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{DIR}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The decoded image as 8-bit RGBA, whatever its colour model.
+fn rgba(d: Decoded) -> Vec<u8> {
+    let model = d.model;
+    let p = d.raster.into_pixels();
+    p.data
+        .chunks_exact(usize::from(p.channels))
+        .flat_map(|c| match (model, c.len()) {
+            (ColourModel::Gray, 1) => [c[0], c[0], c[0], 255],
+            (ColourModel::GrayAlpha, 2) => [c[0], c[0], c[0], c[1]],
+            (ColourModel::Rgb, 3) => [c[0], c[1], c[2], 255],
+            (ColourModel::Rgba, 4) => [c[0], c[1], c[2], c[3]],
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+struct Row {
+    file: String,
+    valid: bool,
+    description: String,
+    width: u32,
+    height: u32,
+    x: u32,
+    y: u32,
+}
+
+fn rows() -> Vec<Row> {
+    let tsv = String::from_utf8(read("expected.tsv")).unwrap();
+    tsv.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            let n = |i: usize| f[i].parse::<u32>().unwrap_or(0);
+            Row {
+                file: f[0].into(),
+                valid: f[1] == "valid",
+                description: f[2].into(),
+                width: n(3),
+                height: n(4),
+                x: n(6),
+                y: n(7),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn pngsuite_decodes_as_its_documentation_and_a_reference_decoder_say() {
+    let rows = rows();
+    assert_eq!(rows.len(), 176, "the suite's 175 images and its logo");
+    assert_eq!(rows.iter().filter(|r| !r.valid).count(), 14);
+    let atlas = png::Decoder::new(std::io::Cursor::new(read("reference.png")));
+    let mut atlas = atlas.read_info().unwrap();
+    let mut reference = vec![0; atlas.output_buffer_size().unwrap()];
+    let info = atlas.next_frame(&mut reference).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgba);
+    let stride = info.width as usize * 4;
+    let limits = Limits::default();
+    let mut failures = Vec::new();
+    for r in &rows {
+        let bytes = read(&format!("files/{}", r.file));
+        let result = decode(&bytes, ImageFormat::Png, &limits);
+        match (r.valid, result) {
+            (true, Ok(d)) => {
+                if (d.width, d.height) != (r.width, r.height) {
+                    failures.push(format!(
+                        "{} ({}): {}x{}, want {}x{}",
+                        r.file, r.description, d.width, d.height, r.width, r.height
+                    ));
+                    continue;
+                }
+                let ours = rgba(d);
+                let want: Vec<u8> = (0..r.height as usize)
+                    .flat_map(|y| {
+                        let at = (r.y as usize + y) * stride + r.x as usize * 4;
+                        reference[at..at + r.width as usize * 4].iter().copied()
+                    })
+                    .collect();
+                if ours != want {
+                    let db = common::psnr(&ours, &want);
+                    failures.push(format!("{} ({}): differs from the reference, {db:.1} dB", r.file, r.description));
+                }
+            }
+            (true, Err(e)) => failures.push(format!("{} ({}): refused: {e}", r.file, r.description)),
+            (false, Ok(_)) => {
+                failures.push(format!("{} ({}): decoded, but the suite says it is invalid", r.file, r.description))
+            }
+            (false, Err(e)) => {
+                if !matches!(e, DecodeError::Corrupt { .. } | DecodeError::Unsupported { .. }) {
+                    failures.push(format!("{} ({}): refused as {e}", r.file, r.description));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} files:\n{}", failures.len(), rows.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_valid_pngsuite_file_renders() {
+    let preset = Preset::default_profile();
+    for r in rows().iter().filter(|r| r.valid) {
+        let bytes = read(&format!("files/{}", r.file));
+        let rendered = render(&bytes, &preset, &RenderOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", r.file));
+        assert_eq!(rendered.outputs.len(), 6, "{}", r.file);
+    }
+}
