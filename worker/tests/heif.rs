@@ -385,4 +385,36 @@ mod decoding {
             }
         }
     }
+
+    /// An `nclx` colour description naming Display P3 primaries (no ICC profile) becomes a profile for the
+    /// colour stage, so the renditions are converted to sRGB as an ICC-tagged file's are; sRGB's own
+    /// primaries give none and leave the pixels alone.
+    #[test]
+    fn an_nclx_display_p3_file_is_converted_to_srgb() {
+        let plain = fixture("avif-10bit.avif");
+        let at = plain.windows(8).position(|w| w == b"colrnclx").expect("an nclx colr box");
+        assert_eq!(&plain[at + 8..at + 10], &1u16.to_be_bytes(), "BT.709 primaries");
+        let mut p3 = plain.clone();
+        p3[at + 8..at + 10].copy_from_slice(&12u16.to_be_bytes());
+        let limits = Limits::default();
+        assert!(decode::decode(&plain, ImageFormat::Avif, &limits).unwrap().icc.is_none());
+        let d = decode::decode(&p3, ImageFormat::Avif, &limits).unwrap();
+        let icc = d.icc.as_deref().expect("a profile made from the nclx box");
+        let profile = moxcms::ColorProfile::new_from_slice(icc).unwrap();
+        let r = profile.red_colorant;
+        assert!((r.x / (r.x + r.y + r.z) - 0.68).abs() < 0.02, "Display P3's red");
+        let large = |bytes: &[u8]| {
+            let out = render(bytes, &Preset::default_profile(), &RenderOptions::default()).unwrap();
+            let o = out.outputs.into_iter().find(|o| o.name == "large" && o.format == ImageFormat::Jpeg).unwrap();
+            common::decode_jpeg(&o.data).2
+        };
+        let (a, b) = (large(&plain), large(&p3));
+        let db = common::psnr(&a, &b);
+        assert!(db < 40.0, "converted from P3, the renditions differ: {db:.1} dB");
+        // P3 -> sRGB spreads saturation: the converted image's channels are further apart on average.
+        let spread = |px: &[u8]| {
+            px.chunks_exact(3).map(|p| u32::from(*p.iter().max().unwrap() - *p.iter().min().unwrap())).sum::<u32>()
+        };
+        assert!(spread(&b) > spread(&a), "more saturated in sRGB");
+    }
 }
