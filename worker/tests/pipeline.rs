@@ -254,7 +254,7 @@ fn ycck_jpeg_goes_through_its_cmyk_profile_like_cmyk() {
         let (a, b) = (centre_rgb(&cmyk, "large"), centre_rgb(&ycck, "large"));
         assert!(near(a, b, 4), "ink {ink:?}: CMYK {a:?}, YCCK {b:?}");
         let naive = centre_rgb(&run(&jpeg_of(&data, 64, 48, ColorType::CmykAsYcck)), "large");
-        if ink != [0, 0, 0, 0] && ink[..3].iter().any(|&v| v == 255) {
+        if ink != [0, 0, 0, 0] && ink[..3].contains(&255) {
             let far = b.iter().zip(&naive).map(|(&x, &y)| x.abs_diff(y)).max().unwrap();
             assert!(far > 60, "ink {ink:?}: the profile's {b:?} is too near the naive {naive:?}");
         }
