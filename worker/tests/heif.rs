@@ -235,6 +235,10 @@ mod decoding {
             // Upright already: the HEIF transforms are applied and EXIF orientation must not be applied again.
             assert_eq!(d.orientation, 1, "{}", c.file);
             assert_eq!((d.width, d.height), (c.width, c.height), "{}", c.file);
+            // 8-bit 4:2:0 full-range BT.601 without alpha (the iPhones') stays as planes; the rest is RGB(A),
+            // the limited-range AVIF included.
+            let planes = matches!(d.raster, imgfleet_worker::pipeline::pixels::Raster::Ycc(_));
+            assert_eq!(planes, c.file.starts_with("iphone-"), "{}: decoded as planes", c.file);
             let p = pixels(d);
             assert_eq!(p.channels, if c.alpha { 4 } else { 3 }, "{}", c.file);
             let (w, h, ours) = reduce(&p);
@@ -259,8 +263,9 @@ mod decoding {
     /// `clap`, so it is compared with its reference above instead.)
     #[test]
     fn transforms_match_the_cameras_exif_orientation() {
+        use imgfleet_worker::pipeline::pixels::Raster;
         use imgfleet_worker::pipeline::{exif::exif_orientation, orient};
-        use libheif_rs::{ColorSpace, DecodingOptions, HeifContext, ItemId, LibHeif, RgbChroma};
+        use libheif_rs::{Chroma, ColorSpace, DecodingOptions, HeifContext, ItemId, LibHeif};
         let lib = LibHeif::new();
         for (file, want_exif) in
             [("iphone-portrait.heic", 6), ("iphone-upside-down.heic", 3), ("iphone-landscape-depth-gainmap.heic", 1)]
@@ -278,15 +283,18 @@ mod decoding {
             assert_eq!(orientation, want_exif, "{file}: EXIF orientation");
             let mut options = DecodingOptions::new().unwrap();
             options.set_ignore_transformations(true);
-            let coded = lib.decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), Some(options)).unwrap();
-            let plane = coded.planes().interleaved.unwrap();
-            let row = plane.width as usize * 3;
+            // Luma, which no colour conversion touches: these photos are decoded as their planes.
+            let coded = lib.decode(&handle, ColorSpace::YCbCr(Chroma::C420), Some(options)).unwrap();
+            let plane = coded.planes().y.unwrap();
+            let row = plane.width as usize;
             let data = (0..plane.height as usize)
                 .flat_map(|y| &plane.data[y * plane.stride..y * plane.stride + row])
                 .copied()
                 .collect();
-            let turned = orient::apply(Pixels::new(plane.width, plane.height, 3, data), orientation);
-            let ours = pixels(decode::decode(&bytes, ImageFormat::Heic, &Limits::default()).unwrap());
+            let turned = orient::apply(Pixels::new(plane.width, plane.height, 1, data), orientation);
+            let decoded = decode::decode(&bytes, ImageFormat::Heic, &Limits::default()).unwrap();
+            let Raster::Ycc(planes) = decoded.raster else { panic!("{file}: an iPhone HEIC is taken as its planes") };
+            let ours = planes.y;
             assert_eq!((ours.width, ours.height), (turned.width, turned.height), "{file}");
             assert!(
                 ours.data == turned.data,

@@ -7,13 +7,20 @@
 //!
 //! The size is checked against the limits from the primary item's header (`ispe`, then the size
 //! after transforms) before libheif decodes anything, and libheif's own limits are set to ours.
+//!
+//! An 8-bit 4:2:0 image without alpha whose YCbCr is full range with BT.601 coefficients (what iPhones
+//! write, and a JPEG's) is taken as its planes, as a baseline JPEG is: resized as planes and converted
+//! to RGB at rendition size, so neither libheif's full-size RGB image nor a copy of it is ever made.
+//! Any other is decoded to RGB(A) by libheif.
 
 use super::{DecodeError, check_limits};
-use crate::pipeline::pixels::{ColourModel, Decoded, Pixels};
+use crate::pipeline::geometry::Ratio;
+use crate::pipeline::pixels::{ColourModel, Decoded, Pixels, Raster, YccPlanes};
 use imgfleet_shared::{ImageFormat, Limits};
 use libheif_rs::{
-    ColorPrimaries, ColorProfile, ColorProfileNCLX, ColorSpace, HeifContext, HeifError, HeifErrorCode,
-    HeifErrorSubCode, ImageHandle, LibHeif, RgbChroma, SecurityLimits, TransferCharacteristics, color_profile_types,
+    Chroma, ColorPrimaries, ColorProfile, ColorProfileNCLX, ColorSpace, HeifContext, HeifError, HeifErrorCode,
+    HeifErrorSubCode, Image, ImageHandle, LibHeif, MatrixCoefficients, RgbChroma, SecurityLimits,
+    TransferCharacteristics, color_profile_types,
 };
 use std::sync::OnceLock;
 
@@ -40,6 +47,26 @@ pub(super) fn decode_heif(bytes: &[u8], format: ImageFormat, limits: &Limits) ->
     check_limits(format, handle.width().into(), handle.height().into(), limits)?;
 
     let alpha = handle.has_alpha_channel();
+    let native_420 = matches!(handle.preferred_decoding_colorspace(), Ok(ColorSpace::YCbCr(Chroma::C420)));
+    if !alpha && native_420 && handle.luma_bits_per_pixel() == 8 && handle.chroma_bits_per_pixel() == 8 {
+        let image = lib().decode(&handle, ColorSpace::YCbCr(Chroma::C420), None).map_err(error)?;
+        if let Some(planes) = jfif_planes(&handle, &image) {
+            let (width, height) = (planes.y.width, planes.y.height);
+            let raster = Raster::Ycc(planes);
+            let icc = profile(&handle);
+            return Ok(Decoded {
+                raster,
+                width,
+                height,
+                shrunk_by: 1,
+                model: ColourModel::Rgb,
+                icc,
+                orientation: 1,
+                warnings: Vec::new(),
+                frames: 1,
+            });
+        }
+    }
     let chroma = if alpha { RgbChroma::Rgba } else { RgbChroma::Rgb };
     let image = lib().decode(&handle, ColorSpace::Rgb(chroma), None).map_err(error)?;
     let channels: u8 = if alpha { 4 } else { 3 };
@@ -58,6 +85,43 @@ pub(super) fn decode_heif(bytes: &[u8], format: ImageFormat, limits: &Limits) ->
     let pixels = Pixels::new(plane.width, plane.height, channels, data);
     let model = if alpha { ColourModel::Rgba } else { ColourModel::Rgb };
     Ok(Decoded::whole(pixels, model, profile(&handle), 1))
+}
+
+/// The image's Y, Cb and Cr planes as [`YccPlanes`], when they are what a JFIF JPEG's are: 8-bit, chroma
+/// at half size both ways (rounded up), full range, BT.601 coefficients (or none stated: libheif's
+/// default is the same). The file's `colr` box decides, as it does for libheif's own conversion, and the
+/// bitstream's description only without one. `None` for anything else, which is then decoded to RGB.
+fn jfif_planes(handle: &ImageHandle, image: &Image) -> Option<YccPlanes> {
+    if let Some(nclx) = handle.color_profile_nclx().or_else(|| image.color_profile_nclx()) {
+        let bt601 = matches!(
+            nclx.matrix_coefficients(),
+            MatrixCoefficients::ITU_R_BT_601_6 | MatrixCoefficients::ITU_R_BT_470_6_System_B_G
+        );
+        if !(bt601 && nclx.full_range_flag() != 0) {
+            return None;
+        }
+    }
+    let planes = image.planes();
+    let plane = |p: Option<libheif_rs::Plane<&[u8]>>| -> Option<Pixels> {
+        let p = p.filter(|p| p.bits_per_pixel == 8 && p.storage_bits_per_pixel == 8)?;
+        let row = p.width as usize;
+        let mut data = Vec::with_capacity(row * p.height as usize);
+        for y in 0..p.height as usize {
+            data.extend_from_slice(p.data.get(y * p.stride..y * p.stride + row)?);
+        }
+        Some(Pixels::new(p.width, p.height, 1, data))
+    };
+    let (y, cb, cr) = (plane(planes.y)?, plane(planes.cb)?, plane(planes.cr)?);
+    let half = |luma: u32| luma.div_ceil(2);
+    let sized =
+        (cb.width, cb.height) == (half(y.width), half(y.height)) && (cr.width, cr.height) == (cb.width, cb.height);
+    sized.then(|| YccPlanes {
+        y,
+        cb,
+        cr,
+        chroma_scale: (Ratio::new(1, 2), Ratio::new(1, 2)),
+        chroma_early: (false, false),
+    })
 }
 
 /// The colour profile to convert from: the ICC profile (`prof` or `rICC`) if there is one, else
