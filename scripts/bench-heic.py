@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""HEIC photos through the rendition job, imgfleet against Pillow + pillow-heif, side by side in one run.
+"""HEIC photos through the rendition job, imgfleet against Pillow + pillow-heif and libvips, side by side.
 
-Each round runs, one after the other on one core, `imgfleet process --jobs 1` (release, heic feature)
-and scripts/peer_pillow_heic.py over the same HEIC files REPS times, each under /usr/bin/time -v
+Each round runs, one after the other on one core, `imgfleet process --jobs 1` (release, heic feature),
+scripts/peer_pillow_heic.py and scripts/peer_pyvips_heic.py over the same HEIC files REPS times, each
+under /usr/bin/time -v
 (wall time, peak RSS; process start-up included, no warm-up pass). The table gives medians over
 rounds and the median of the per-round ratio, which cancels the drift of a shared machine.
 
   scripts/bench-heic.py [--rounds 5] [--reps 3] [FILE...]   # default: the iPhone photos in
                                                              # worker/tests/fixtures/heif
-The peer is installed into /tmp/heic-peer-venv on first use (pip: pillow, pillow-heif).
+The Pillow peer is installed into /tmp/heic-peer-venv on first use (pip: pillow, pillow-heif); the libvips
+peer uses Debian's libvips (apt-get install libvips42; the pyvips-binary wheel's libvips cannot decode HEVC)
+through pyvips in /tmp/heic-vips-venv, and is skipped when libvips42 is missing.
 """
 import argparse, glob, json, os, re, statistics, subprocess, sys, tempfile
 
@@ -22,9 +25,18 @@ files = a.files or sorted(glob.glob(os.path.join(ROOT, 'worker', 'tests', 'fixtu
 
 VENV = '/tmp/heic-peer-venv'
 PY = os.path.join(VENV, 'bin', 'python')
-if subprocess.run([PY, '-c', 'import pillow_heif, PIL.ImageCms'], capture_output=True).returncode != 0:
+def imports(python, modules):
+    return os.path.exists(python) and subprocess.run([python, '-c', f'import {modules}'], capture_output=True).returncode == 0
+
+
+if not imports(PY, 'pillow_heif, PIL.ImageCms'):
     subprocess.run([sys.executable, '-m', 'venv', VENV], check=True)
     subprocess.run([PY, '-m', 'pip', 'install', '-q', 'pillow==12.0.0', 'pillow-heif==1.8.1'], check=True)
+VIPS_PY = '/tmp/heic-vips-venv/bin/python'
+have_vips = os.path.exists('/usr/share/doc/libvips42')
+if have_vips and not imports(VIPS_PY, 'pyvips'):
+    subprocess.run([sys.executable, '-m', 'venv', '/tmp/heic-vips-venv'], check=True)
+    subprocess.run([VIPS_PY, '-m', 'pip', 'install', '-q', 'pyvips==3.2.0'], check=True)
 print('building imgfleet (release, heic)…', file=sys.stderr)
 subprocess.run(['cargo', 'build', '--release', '--locked', '-p', 'imgfleet-worker', '--features', 'heic', '--bin', 'imgfleet'],
                cwd=ROOT, check=True)
@@ -50,16 +62,19 @@ def imgfleet():
     return dict(images=len(lines), wall_s=wall, rss_mb=rss, jpeg=per('jpeg'), webp=per('webp'))
 
 
-def peer():
-    stdout, wall, rss = timed([PY, os.path.join(ROOT, 'scripts', 'peer_pillow_heic.py'), '--reps', str(a.reps), *files])
+def peer(python, script):
+    stdout, wall, rss = timed([python, os.path.join(ROOT, 'scripts', script), '--reps', str(a.reps), *files])
     r = json.loads(stdout.strip().splitlines()[-1])
     return dict(images=r['images'], wall_s=wall, rss_mb=rss, jpeg=r['jpeg_bytes_per_image'], webp=r['webp_bytes_per_image'],
                 versions=r['versions'])
 
 
-rows = {'imgfleet process': [], 'Pillow + pillow-heif': []}
+configs = [('imgfleet process', imgfleet), ('Pillow + pillow-heif', lambda: peer(PY, 'peer_pillow_heic.py'))]
+if have_vips:
+    configs.append(('libvips 8.14 (Debian)', lambda: peer(VIPS_PY, 'peer_pyvips_heic.py')))
+rows = {label: [] for label, _ in configs}
 for i in range(a.rounds):
-    for label, run in (('imgfleet process', imgfleet), ('Pillow + pillow-heif', peer)):
+    for label, run in configs:
         r = run()
         r['images_per_s'] = r['images'] / r['wall_s']
         rows[label].append(r)
@@ -67,7 +82,8 @@ for i in range(a.rounds):
 
 med = lambda rs, k: statistics.median(r[k] for r in rs)
 base = rows['Pillow + pillow-heif']
-print(f'{len(files)} HEIC files x {a.reps} per pass, {a.rounds} rounds, one core; versions {base[0]["versions"]}')
+versions = {label: rs[0]['versions'] for label, rs in rows.items() if 'versions' in rs[0]}
+print(f'{len(files)} HEIC files x {a.reps} per pass, {a.rounds} rounds, one core; versions {versions}')
 print('| config | images/s (median) | vs Pillow + pillow-heif, same round (median) | peak RSS MB | JPEG bytes/image | WebP bytes/image |')
 print('|---|---|---|---|---|---|')
 for label, rs in rows.items():
