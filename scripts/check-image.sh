@@ -218,7 +218,7 @@ EOF
 HELPER="$STATE/check_image.py"
 cat >"$HELPER" <<'PY'
 """Helper of scripts/check-image.sh: AWS (moto) setup, the task definition, photos, events."""
-import argparse, io, json, os, re, socket, sys, time, urllib.request
+import argparse, io, json, os, re, shutil, socket, sys, time, urllib.request
 
 PLACEHOLDER = re.compile(r"<[^>]*>")
 
@@ -413,6 +413,8 @@ def cmd_photos(a):
     logo.putalpha(Image.radial_gradient("L").resize((900, 600)))
     logo.save(f"{a.out}/logo.png")
     picture(1200, 800, 4).save(f"{a.out}/photo.webp", quality=85)
+    # A real iPhone photo held upright (HEIC grid turned by irot): the image is built with the heic feature.
+    shutil.copy("worker/tests/fixtures/heif/iphone-portrait.heic", f"{a.out}/iphone.heic")
     with open(f"{a.out}/not-an-image.jpg", "w") as f:
         f.write("this is text, not a JPEG\n")
     os.makedirs(f"{a.out}/drain", exist_ok=True)
@@ -421,7 +423,7 @@ def cmd_photos(a):
 
 
 def upload(s3, bucket, key, path):
-    ctype = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[path.rsplit(".", 1)[1]]
+    ctype = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heic": "image/heic"}[path.rsplit(".", 1)[1]]
     with open(path, "rb") as f:
         s3.put_object(Bucket=bucket, Key=key, Body=f.read(), ContentType=ctype)
 
@@ -455,7 +457,7 @@ def cmd_flow(a):
     pubsub = r.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(**{a.stream: on_message})
     listener = pubsub.run_in_thread(sleep_time=0.1, daemon=True)
-    photos = ["landscape.jpg", "rotated.jpg", "logo.png", "photo.webp"]
+    photos = ["landscape.jpg", "rotated.jpg", "logo.png", "photo.webp", "iphone.heic"]
     keys = {f"uploads/check/{p}": p for p in photos + ["not-an-image.jpg"]}
     started = time.monotonic()
     for key, name in keys.items():
@@ -482,7 +484,7 @@ def cmd_flow(a):
     photo_keys = [k for k, p in keys.items() if p in photos]
     missing = [k for k in photo_keys if k not in completed]
     check(not missing, f"events: rendition.completed for {len(photo_keys) - len(missing)}/{len(photo_keys)} photos "
-          f"(JPEG, JPEG with EXIF orientation, PNG with alpha, WebP) on stream {a.stream} in {took:.1f}s",
+          f"(JPEG, JPEG with EXIF orientation, PNG with alpha, WebP, iPhone HEIC) on stream {a.stream} in {took:.1f}s",
           "\n".join(f"{k}: {json.dumps(events.get(k))}" for k in missing))
     bad = events.get("uploads/check/not-an-image.jpg")
     check(bad is not None and bad["type"] == "rendition.failed" and bad["error"]["kind"] == "unsupported",
@@ -510,6 +512,12 @@ def cmd_flow(a):
     check(large is not None and (large["width"], large["height"]) == (600, 800),
           "orientation: a 1600x1200 JPEG with EXIF orientation 6 gives an upright 600x800 large rendition",
           json.dumps(large))
+    heic = completed.get("uploads/check/iphone.heic")
+    large = next((rd for rd in (heic or {}).get("renditions", []) if rd["name"] == "large"), None)
+    check(heic is not None and heic["source"].get("format") == "heic" and large is not None
+          and (large["width"], large["height"]) == (600, 800),
+          "HEIC: an iPhone photo held upright (4032x3024 turned by irot) gives an upright 600x800 large rendition",
+          json.dumps(heic))
     time.sleep(0.5)
     listener.stop()
     on_channel = {e["source"]["key"] for e in channel_events}
