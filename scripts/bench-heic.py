@@ -13,7 +13,7 @@ The Pillow peer is installed into /tmp/heic-peer-venv on first use (pip: pillow,
 peer uses Debian's libvips (apt-get install libvips42; the pyvips-binary wheel's libvips cannot decode HEVC)
 through pyvips in /tmp/heic-vips-venv, and is skipped when libvips42 is missing.
 """
-import argparse, glob, json, os, re, statistics, subprocess, sys, tempfile
+import argparse, glob, json, os, re, shutil, statistics, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ap = argparse.ArgumentParser()
@@ -37,6 +37,8 @@ have_vips = os.path.exists('/usr/share/doc/libvips42')
 if have_vips and not imports(VIPS_PY, 'pyvips'):
     subprocess.run([sys.executable, '-m', 'venv', '/tmp/heic-vips-venv'], check=True)
     subprocess.run([VIPS_PY, '-m', 'pip', 'install', '-q', 'pyvips==3.2.0'], check=True)
+if not shutil.which('nasm'):
+    sys.exit('needs nasm, or libjpeg-turbo is built without its SIMD kernels (apt-get install nasm; then cargo clean -p mozjpeg-sys --release)')
 print('building imgfleet (release, heic)…', file=sys.stderr)
 subprocess.run(['cargo', 'build', '--release', '--locked', '-p', 'imgfleet-worker', '--features', 'heic', '--bin', 'imgfleet'],
                cwd=ROOT, check=True)
