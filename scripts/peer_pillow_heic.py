@@ -7,7 +7,7 @@ transforms (pillow-heif applies them), the embedded Display P3 profile converted
 
   python peer_pillow_heic.py [--reps R] FILE...     # one JSON line: images, seconds, bytes per image
 """
-import argparse, io, json, os, time
+import argparse, io, os, sys
 
 import pillow_heif
 from PIL import Image, ImageCms
@@ -16,6 +16,9 @@ pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_image
 pillow_heif.options.DECODE_THREADS = 1
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile('sRGB'))
 TARGETS = [('thumb', 150, True), ('medium', 400, True), ('large', 800, False)]  # (name, box, cover?)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from heic_peer import run  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--reps', type=int, default=1)
@@ -49,15 +52,5 @@ def job(path):
     return outs
 
 
-t0 = time.perf_counter()
-jpeg = webp = n = 0
-for _ in range(a.reps):
-    for f in a.files:
-        for _name, ext, size in job(f):
-            jpeg += size if ext == 'jpg' else 0
-            webp += size if ext == 'webp' else 0
-        n += 1
-wall = time.perf_counter() - t0
-print(json.dumps(dict(images=n, wall_s=round(wall, 3), jpeg_bytes_per_image=round(jpeg / n), webp_bytes_per_image=round(webp / n),
-                      versions=dict(pillow=Image.__version__, pillow_heif=pillow_heif.__version__,
-                                    libheif=pillow_heif.libheif_version()))))
+run(job, a.files, a.reps, dict(pillow=Image.__version__, pillow_heif=pillow_heif.__version__,
+                  libheif=pillow_heif.libheif_version()))

@@ -10,12 +10,15 @@ stripped. One libvips thread.
 
   python peer_pyvips_heic.py [--reps R] FILE...     # one JSON line: images, seconds, bytes per image
 """
-import argparse, json, math, os, time
+import argparse, math, os, sys
 
 os.environ['VIPS_CONCURRENCY'] = '1'
 import pyvips
 
 pyvips.cache_set_max(0)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from heic_peer import run  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument('--reps', type=int, default=1)
 ap.add_argument('files', nargs='+')
@@ -43,15 +46,4 @@ def job(path):
     return outs
 
 
-t0 = time.perf_counter()
-jpeg = webp = n = 0
-for _ in range(a.reps):
-    for f in a.files:
-        for _name, ext, size in job(f):
-            jpeg += size if ext == 'jpg' else 0
-            webp += size if ext == 'webp' else 0
-        n += 1
-wall = time.perf_counter() - t0
-print(json.dumps(dict(images=n, wall_s=round(wall, 3), jpeg_bytes_per_image=round(jpeg / n), webp_bytes_per_image=round(webp / n),
-                      versions=dict(libvips=pyvips.version_string() if hasattr(pyvips, 'version_string') else
-                                    '.'.join(str(pyvips.version(i)) for i in range(3)), pyvips=pyvips.__version__))))
+run(job, a.files, a.reps, dict(libvips='.'.join(str(pyvips.version(i)) for i in range(3)), pyvips=pyvips.__version__))

@@ -171,18 +171,7 @@ mod decoding {
 
     /// The fixture's reference: box-reduced pixels from make_refs.py, as (width, height, channels, data).
     fn reference(file: &str) -> (u32, u32, u8, Vec<u8>) {
-        let name = format!("{}.ref.png", file.rsplit_once('.').unwrap().0);
-        let decoder = png::Decoder::new(std::io::Cursor::new(fixture(&name)));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let frame = reader.next_frame(&mut buf).unwrap();
-        buf.truncate(frame.buffer_size());
-        let channels = match frame.color_type {
-            png::ColorType::Rgb => 3,
-            png::ColorType::Rgba => 4,
-            other => panic!("{name}: {other:?}"),
-        };
-        (frame.width, frame.height, channels, buf)
+        common::decode_rgb_png(&fixture(&format!("{}.ref.png", file.rsplit_once('.').unwrap().0)))
     }
 
     /// make_refs.py's reduction: the rounded mean of each whole k x k block, k = ceil(longer side / 128).

@@ -180,19 +180,10 @@ pub struct Decoded {
 
 impl Decoded {
     /// A still image decoded whole (not shrunk), with nothing to warn about.
-    pub fn whole(pixels: Pixels, model: ColourModel, icc: Option<Vec<u8>>, orientation: u8) -> Self {
-        let (width, height) = (pixels.width, pixels.height);
-        Self {
-            raster: pixels.into(),
-            width,
-            height,
-            shrunk_by: 1,
-            model,
-            icc,
-            orientation,
-            warnings: Vec::new(),
-            frames: 1,
-        }
+    pub fn whole(raster: impl Into<Raster>, model: ColourModel, icc: Option<Vec<u8>>, orientation: u8) -> Self {
+        let raster = raster.into();
+        let (width, height) = (raster.width(), raster.height());
+        Self { raster, width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new(), frames: 1 }
     }
 }
 

@@ -210,6 +210,20 @@ pub fn decode_webp(data: &[u8]) -> (u32, u32, u8, Vec<u8>) {
     (img.width(), img.height(), if img.is_alpha() { 4 } else { 3 }, img.to_vec())
 }
 
+/// Decodes an 8-bit RGB or RGBA PNG (a reference image) to (width, height, channels, pixels).
+pub fn decode_rgb_png(data: &[u8]) -> (u32, u32, u8, Vec<u8>) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(data)).read_info().expect("reference PNG header");
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut buf).expect("reference PNG decodes");
+    buf.truncate(frame.buffer_size());
+    let channels = match (frame.color_type, frame.bit_depth) {
+        (png::ColorType::Rgb, png::BitDepth::Eight) => 3,
+        (png::ColorType::Rgba, png::BitDepth::Eight) => 4,
+        other => panic!("reference PNG is {other:?}, not 8-bit RGB(A)"),
+    };
+    (frame.width, frame.height, channels, buf)
+}
+
 /// Peak signal-to-noise ratio between two same-sized 8-bit buffers, in dB.
 pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());

@@ -48,69 +48,64 @@ pub(super) fn decode_heif(bytes: &[u8], format: ImageFormat, limits: &Limits) ->
 
     let alpha = handle.has_alpha_channel();
     let native_420 = matches!(handle.preferred_decoding_colorspace(), Ok(ColorSpace::YCbCr(Chroma::C420)));
-    if !alpha && native_420 && handle.luma_bits_per_pixel() == 8 && handle.chroma_bits_per_pixel() == 8 {
+    // The file's colr box decides, as it does for libheif's own conversion; without one the decoded image
+    // carries the bitstream's description. A box that rules the planes out spares the YCbCr decode.
+    let box_nclx = handle.color_profile_nclx();
+    if !alpha
+        && native_420
+        && handle.luma_bits_per_pixel() == 8
+        && handle.chroma_bits_per_pixel() == 8
+        && box_nclx.as_ref().is_none_or(jfif_coefficients)
+    {
         let image = lib().decode(&handle, ColorSpace::YCbCr(Chroma::C420), None).map_err(error)?;
-        if let Some(planes) = jfif_planes(&handle, &image) {
-            let (width, height) = (planes.y.width, planes.y.height);
-            let raster = Raster::Ycc(planes);
-            let icc = profile(&handle);
-            return Ok(Decoded {
-                raster,
-                width,
-                height,
-                shrunk_by: 1,
-                model: ColourModel::Rgb,
-                icc,
-                orientation: 1,
-                warnings: Vec::new(),
-                frames: 1,
-            });
+        let bitstream_ok = box_nclx.is_some() || image.color_profile_nclx().as_ref().is_none_or(jfif_coefficients);
+        if let Some(planes) = bitstream_ok.then(|| jfif_planes(&image)).flatten() {
+            return Ok(Decoded::whole(Raster::Ycc(planes), ColourModel::Rgb, profile(&handle), 1));
         }
     }
     let chroma = if alpha { RgbChroma::Rgba } else { RgbChroma::Rgb };
     let image = lib().decode(&handle, ColorSpace::Rgb(chroma), None).map_err(error)?;
     let channels: u8 = if alpha { 4 } else { 3 };
-    let plane = image
+    let mut pixels = image
         .planes()
         .interleaved
+        .and_then(|plane| tight(&plane, channels))
         .ok_or_else(|| DecodeError::Corrupt { format, message: "libheif returned no interleaved plane".into() })?;
-    let row = plane.width as usize * usize::from(channels);
-    let mut data = Vec::with_capacity(row * plane.height as usize);
-    for y in 0..plane.height as usize {
-        data.extend_from_slice(&plane.data[y * plane.stride..y * plane.stride + row]);
-    }
     if alpha && image.is_premultiplied_alpha() {
-        unpremultiply(&mut data);
+        unpremultiply(&mut pixels.data);
     }
-    let pixels = Pixels::new(plane.width, plane.height, channels, data);
     let model = if alpha { ColourModel::Rgba } else { ColourModel::Rgb };
     Ok(Decoded::whole(pixels, model, profile(&handle), 1))
 }
 
-/// The image's Y, Cb and Cr planes as [`YccPlanes`], when they are what a JFIF JPEG's are: 8-bit, chroma
-/// at half size both ways (rounded up), full range, BT.601 coefficients (or none stated: libheif's
-/// default is the same). The file's `colr` box decides, as it does for libheif's own conversion, and the
-/// bitstream's description only without one. `None` for anything else, which is then decoded to RGB.
-fn jfif_planes(handle: &ImageHandle, image: &Image) -> Option<YccPlanes> {
-    if let Some(nclx) = handle.color_profile_nclx().or_else(|| image.color_profile_nclx()) {
-        let bt601 = matches!(
-            nclx.matrix_coefficients(),
-            MatrixCoefficients::ITU_R_BT_601_6 | MatrixCoefficients::ITU_R_BT_470_6_System_B_G
-        );
-        if !(bt601 && nclx.full_range_flag() != 0) {
-            return None;
-        }
+/// A libheif plane of 8-bit samples, `channels` to a pixel, without its row padding.
+fn tight(plane: &libheif_rs::Plane<&[u8]>, channels: u8) -> Option<Pixels> {
+    if plane.storage_bits_per_pixel != 8 * channels {
+        return None;
     }
+    let row = plane.width as usize * usize::from(channels);
+    let mut data = Vec::with_capacity(row * plane.height as usize);
+    for y in 0..plane.height as usize {
+        data.extend_from_slice(plane.data.get(y * plane.stride..y * plane.stride + row)?);
+    }
+    Some(Pixels::new(plane.width, plane.height, channels, data))
+}
+
+/// Whether a colour description's YCbCr is a JFIF JPEG's: full range with BT.601 coefficients.
+fn jfif_coefficients(nclx: &ColorProfileNCLX) -> bool {
+    let bt601 = matches!(
+        nclx.matrix_coefficients(),
+        MatrixCoefficients::ITU_R_BT_601_6 | MatrixCoefficients::ITU_R_BT_470_6_System_B_G
+    );
+    bt601 && nclx.full_range_flag() != 0
+}
+
+/// The image's Y, Cb and Cr planes as [`YccPlanes`], when they are laid out as a JFIF JPEG's: 8-bit,
+/// chroma at half size both ways (rounded up). `None` otherwise, and the image is decoded to RGB.
+fn jfif_planes(image: &Image) -> Option<YccPlanes> {
     let planes = image.planes();
-    let plane = |p: Option<libheif_rs::Plane<&[u8]>>| -> Option<Pixels> {
-        let p = p.filter(|p| p.bits_per_pixel == 8 && p.storage_bits_per_pixel == 8)?;
-        let row = p.width as usize;
-        let mut data = Vec::with_capacity(row * p.height as usize);
-        for y in 0..p.height as usize {
-            data.extend_from_slice(p.data.get(y * p.stride..y * p.stride + row)?);
-        }
-        Some(Pixels::new(p.width, p.height, 1, data))
-    };
+    let luma_depth = |p: &libheif_rs::Plane<&[u8]>| p.bits_per_pixel == 8;
+    let plane = |p: Option<libheif_rs::Plane<&[u8]>>| p.filter(luma_depth).and_then(|p| tight(&p, 1));
     let (y, cb, cr) = (plane(planes.y)?, plane(planes.cb)?, plane(planes.cr)?);
     let half = |luma: u32| luma.div_ceil(2);
     let sized =

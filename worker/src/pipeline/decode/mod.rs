@@ -269,8 +269,7 @@ fn decode_jpeg_checked(
     // A CMYK/YCCK image without a usable CMYK profile was converted by zune's naive formula: its ICC no longer applies.
     let icc =
         if matches!(input, ColorSpace::CMYK | ColorSpace::YCCK) && model != ColourModel::Cmyk { None } else { icc };
-    let raster = Pixels::new(width, height, channels, data).into();
-    Ok(Decoded { raster, width, height, shrunk_by: 1, model, icc, orientation, warnings: Vec::new(), frames: 1 })
+    Ok(Decoded::whole(Pixels::new(width, height, channels, data), model, icc, orientation))
 }
 
 /// Decodes a 3-component YCbCr JPEG whose luma is at full resolution into its raw planes, box-shrunk
