@@ -214,6 +214,30 @@ mod tests {
     }
 
     #[test]
+    fn every_cicp_pair_gives_none_or_a_readable_rgb_profile() {
+        use moxcms::{CicpColorPrimaries, DataColorSpace};
+        for p in 0..=255u8 {
+            for t in 0..=255u8 {
+                let known = !matches!(
+                    CicpColorPrimaries::try_from(p),
+                    Err(_) | Ok(CicpColorPrimaries::Unspecified | CicpColorPrimaries::Reserved)
+                );
+                match cicp_profile(p, t) {
+                    Some(icc) => {
+                        assert!(known, "primaries {p}: a profile for unknown primaries");
+                        let profile = ColorProfile::new_from_slice(&icc).expect("readable");
+                        assert_eq!(profile.color_space, DataColorSpace::Rgb, "primaries {p}, transfer {t}");
+                    }
+                    None => assert!(
+                        !known || p == 1 || moxcms::TransferCharacteristics::try_from(t).is_err(),
+                        "primaries {p}, transfer {t}: no profile"
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn unpremultiply_restores_straight_alpha() {
         for a in 0..=255u32 {
             for c in (0..=255u32).step_by(5) {
