@@ -96,28 +96,36 @@ pub fn check_limits(format: ImageFormat, width: u64, height: u64, limits: &Limit
 /// The SOFn marker of a progressive, Huffman-coded JPEG.
 const SOF_PROGRESSIVE: u8 = 0xC2;
 
-/// A JPEG's frame header: its SOFn marker and its sample precision in bits.
+/// A JPEG's frame header: its SOFn marker, its sample precision in bits, and whether a component is
+/// sampled 3 times horizontally or vertically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Frame {
     sof: u8,
     precision: Option<u8>,
+    sampled_by_three: bool,
 }
 
 /// The frame header of a JPEG, found by walking the segments before the first scan.
 fn jpeg_frame(bytes: &[u8]) -> Option<Frame> {
     let is_sof = |m: u8| matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC);
     let (sof, payload) = segments(bytes).find(|(marker, _)| is_sof(*marker))?;
-    Some(Frame { sof, precision: bytes.get(payload.start).copied() })
+    let p = &bytes[payload];
+    // precision, height, width, component count, then (id, H << 4 | V, table) per component.
+    let components = p.get(6..).unwrap_or_default().chunks_exact(3).take(p.get(5).map_or(0, |&n| usize::from(n)));
+    let sampled_by_three = components.clone().any(|c| c[1] >> 4 == 3 || c[1] & 0x0F == 3);
+    Some(Frame { sof, precision: p.first().copied(), sampled_by_three })
 }
 
 /// What is wrong with a frame the decoder does not read: it reads 8-bit baseline, extended and
-/// progressive Huffman-coded JPEGs. A valid file of another kind is unsupported, not corrupt.
+/// progressive Huffman-coded JPEGs whose sampling factors are 1, 2 or 4. A valid file of another
+/// kind is unsupported, not corrupt.
 fn unsupported_jpeg_frame(frame: Frame) -> Option<String> {
     match (frame.sof, frame.precision) {
         (0xC3, _) => Some("lossless JPEG (SOF3) is not supported".into()),
         (0xC5..=0xC7, _) => Some("hierarchical JPEG (SOF5-7) is not supported".into()),
         (0xC9..=0xCF, _) => Some("arithmetic-coded JPEG (SOF9-15) is not supported".into()),
         (0xC1 | 0xC2, Some(12)) => Some("12-bit JPEG is not supported (8-bit samples only)".into()),
+        _ if frame.sampled_by_three => Some("a sampling factor of 3 is not supported (1, 2 or 4 only)".into()),
         _ => None,
     }
 }
@@ -455,7 +463,7 @@ mod tests {
     fn every_frame_kind_is_read_or_refused_as_unsupported() {
         for sof in (0xC0..=0xCF).filter(|m| !matches!(m, 0xC4 | 0xC8 | 0xCC)) {
             for precision in [None, Some(8), Some(12), Some(16)] {
-                let refused = unsupported_jpeg_frame(Frame { sof, precision });
+                let refused = unsupported_jpeg_frame(Frame { sof, precision, sampled_by_three: false });
                 let read = match sof {
                     0xC0 => true, // baseline is 8-bit by definition: another precision is the decoder's to refuse
                     0xC1 | 0xC2 => precision != Some(12),
@@ -467,9 +475,32 @@ mod tests {
         let frame = |bytes: &[u8]| jpeg_frame(bytes);
         // SOI, an APP0 of 4 bytes, SOF1 with precision 12.
         let header = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC1, 0x00, 0x0B, 0x0C];
-        assert_eq!(frame(&header), Some(Frame { sof: 0xC1, precision: Some(12) }));
-        assert_eq!(frame(&header[..12]), Some(Frame { sof: 0xC1, precision: None }), "cut before the precision");
+        let sof1 = |precision| Some(Frame { sof: 0xC1, precision, sampled_by_three: false });
+        assert_eq!(frame(&header), sof1(Some(12)));
+        assert_eq!(frame(&header[..12]), sof1(None), "cut before the precision");
         assert_eq!(frame(&header[..8]), None, "no frame header");
+    }
+
+    #[test]
+    fn a_sampling_factor_of_three_is_unsupported_and_every_other_factor_is_read() {
+        // SOF0, 8-bit, 16x16, three components; every H and V factor of 1..=4 on every component, and a frame
+        // cut inside its components (the components it has are judged, the missing ones are not).
+        for component in 0..3 {
+            for factor in 0..=0xFFu8 {
+                let mut sof = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 8, 0, 16, 0, 16, 3];
+                for c in 0..3u8 {
+                    sof.extend([c + 1, if c == component { factor } else { 0x11 }, 0]);
+                }
+                let three = factor >> 4 == 3 || factor & 0x0F == 3;
+                let whole = 12 + 3 * usize::from(component) + 3;
+                for cut in [sof.len(), whole, whole - 1, whole - 2] {
+                    let f = jpeg_frame(&sof[..cut]).unwrap();
+                    let judged = cut >= whole;
+                    assert_eq!(f.sampled_by_three, three && judged, "component {component} {factor:#04x} cut {cut}");
+                    assert_eq!(unsupported_jpeg_frame(f).is_some(), three && judged, "{factor:#04x}");
+                }
+            }
+        }
     }
 
     #[test]
