@@ -1,6 +1,8 @@
 //! Fixture makers for the pipeline tests: every input is generated here, nothing is read from disk.
 #![allow(dead_code)]
 
+pub mod rendition_check;
+
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
 /// A deterministic pseudo-random byte source (xorshift), so failures reproduce.
