@@ -146,6 +146,10 @@ pub struct Event {
     /// profile), one sentence each.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub warnings: Vec<String>,
+    /// `rendition.completed`: the region a non-centre (`attention`) crop centred on, in the upright
+    /// source's pixels; absent for centred crops and for images without a salient region.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub focus: Option<crate::FocusBox>,
 }
 
 impl Event {
@@ -169,6 +173,7 @@ impl Event {
             kept: vec![],
             reason: None,
             warnings: vec![],
+            focus: None,
         }
     }
 

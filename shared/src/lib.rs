@@ -22,5 +22,5 @@ pub mod outcome;
 pub mod preset;
 
 pub use format::ImageFormat;
-pub use outcome::{ErrorClass, ErrorInfo, ErrorKind, RenderResult};
-pub use preset::{Fit, Limits, OutputSpec, Preset, PresetCatalog, RenditionSpec};
+pub use outcome::{ErrorClass, ErrorInfo, ErrorKind, FocusBox, RenderResult};
+pub use preset::{CropMode, Fit, Limits, OutputSpec, Preset, PresetCatalog, RenditionSpec};

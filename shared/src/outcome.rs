@@ -67,6 +67,16 @@ impl StageTimings {
     }
 }
 
+/// A box in the upright source's pixels (EXIF orientation applied): what an `attention` crop centred
+/// on, so that apps can crop again on the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FocusBox {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
 /// What a successful rendition job produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RenderResult {
@@ -79,6 +89,10 @@ pub struct RenderResult {
     /// each; absent when nothing was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The region a non-centre crop centred on, when the preset has one and the image has a salient
+    /// region (a flat or empty image has none: its crops are centred).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus: Option<FocusBox>,
 }
 
 /// Whether a failed job can ever succeed.

@@ -13,11 +13,30 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
-    /// Fill the box exactly, cropping the overflow equally on both sides (gravity centre).
+    /// Fill the box exactly, cropping the overflow: equally on both sides, or as [`CropMode`] says.
     /// A source smaller than the box is not upscaled: the crop keeps the box's aspect ratio instead.
     Cover,
     /// Fit within the box keeping the aspect ratio; never upscale.
     Inside,
+}
+
+/// Which part of the source a `cover` rendition keeps when the box's aspect cuts some off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CropMode {
+    /// The middle: the overflow is cut equally on both sides.
+    #[default]
+    Centre,
+    /// The most salient region, in the spirit of libvips' `attention` smart crop: edges, skin tones and
+    /// saturated colour on a small copy, blurred; the crop is centred on the strongest region, as far as
+    /// the image allows.
+    Attention,
+}
+
+impl CropMode {
+    pub fn is_centre(&self) -> bool {
+        *self == Self::Centre
+    }
 }
 
 /// One encoded output of a rendition.
@@ -55,6 +74,9 @@ pub struct RenditionSpec {
     pub width: u32,
     pub height: u32,
     pub fit: Fit,
+    /// What a `cover` crop keeps (default `centre`). Not allowed on `inside`, which never crops.
+    #[serde(default, skip_serializing_if = "CropMode::is_centre")]
+    pub crop: CropMode,
     pub formats: Vec<OutputSpec>,
 }
 
@@ -139,6 +161,7 @@ impl Preset {
             width: side,
             height: side,
             fit,
+            crop: CropMode::Centre,
             formats: formats.clone(),
         };
         Self {
@@ -174,6 +197,12 @@ impl Preset {
             }
             if r.formats.is_empty() {
                 return Err(invalid(format!("rendition {:?} has no formats", r.name)));
+            }
+            if r.fit == Fit::Inside && !r.crop.is_centre() {
+                return Err(invalid(format!(
+                    "rendition {:?}: crop is for cover renditions (inside never crops)",
+                    r.name
+                )));
             }
             for o in &r.formats {
                 if matches!(o.format, ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif) {
@@ -340,6 +369,40 @@ mod tests {
         assert!(!serde_json::to_string(&base).unwrap().contains("progressive"), "absent when off");
         p.renditions[0].formats[1].progressive = true;
         assert!(p.validate().unwrap_err().to_string().contains("jpeg only"));
+    }
+
+    #[test]
+    fn attention_crop_is_for_cover_only_and_leaves_other_fingerprints_alone() {
+        let base = Preset::default_profile();
+        assert!(!serde_json::to_string(&base).unwrap().contains("crop"), "absent when centre");
+        let text = r#"
+            [[presets]]
+            name = "avatar"
+            [[presets.renditions]]
+            name = "thumb"
+            width = 150
+            height = 150
+            fit = "cover"
+            crop = "attention"
+            formats = [{ format = "jpeg", quality = 85 }]
+            [[presets.renditions]]
+            name = "plain"
+            width = 150
+            height = 150
+            fit = "cover"
+            formats = [{ format = "jpeg", quality = 85 }]
+        "#;
+        let c = PresetCatalog::from_toml(text).unwrap();
+        let avatar = c.get("avatar").unwrap();
+        assert_eq!(avatar.renditions[0].crop, CropMode::Attention);
+        assert_eq!(avatar.renditions[1].crop, CropMode::Centre, "centre unless asked");
+        let mut p = base.clone();
+        p.renditions[0].crop = CropMode::Attention;
+        p.validate().unwrap();
+        assert_ne!(p.fingerprint(), base.fingerprint());
+        p.renditions[2].crop = CropMode::Attention;
+        assert!(p.validate().unwrap_err().to_string().contains("cover"), "large is inside");
+        assert!(PresetCatalog::from_toml(&text.replace("\"attention\"", "\"middle\"")).is_err(), "unknown mode");
     }
 
     #[test]

@@ -165,6 +165,7 @@ async fn every_message_shape_and_key_encoding() {
         width = 32
         height = 32
         fit = "cover"
+        crop = "attention"
         formats = [{ format = "webp", quality = 70 }]
         "#,
     )
@@ -220,7 +221,11 @@ async fn every_message_shape_and_key_encoding() {
     assert_eq!(direct.preset.as_deref(), Some("avatar"));
     assert_eq!(direct.renditions.len(), 1);
     assert_eq!((direct.renditions[0].name.as_str(), direct.renditions[0].format), ("tiny", ImageFormat::Webp));
+    // The attention crop's focus, in the upright source's pixels; none where every crop is centred.
+    let focus = direct.focus.expect("the attention crop reports its focus");
+    assert!(focus.width > 0 && focus.height > 0 && focus.x + focus.width <= 300 && focus.y + focus.height <= 200);
     assert_eq!(completed_for(&events, "manual/sns.jpg").unwrap().preset.as_deref(), Some("profile"));
+    assert!(events.iter().filter(|e| e.preset.as_deref() == Some("profile")).all(|e| e.focus.is_none()));
     env.wait_queue_empty(&setup.queue_url, WAIT).await;
     assert!(events.iter().all(|e| !e.source.key.starts_with("renditions/")), "no job for an output key");
     let metrics = http_get(worker.metrics_addr, "/metrics").await.1;

@@ -827,7 +827,14 @@ fn photo_jpeg_420(w: u32, h: u32) -> Vec<u8> {
 /// `upright`: (imgfleet's PSNR, the reference's PSNR).
 fn against_reference(source: &[u8], upright: &Pixels) -> (f64, f64) {
     let jpeg = OutputSpec::new(ImageFormat::Jpeg, 90);
-    let spec = RenditionSpec { name: "large".into(), width: 800, height: 800, fit: Fit::Inside, formats: vec![jpeg] };
+    let spec = RenditionSpec {
+        name: "large".into(),
+        width: 800,
+        height: 800,
+        fit: Fit::Inside,
+        crop: Default::default(),
+        formats: vec![jpeg],
+    };
     let preset = Preset { name: "identity".into(), renditions: vec![spec] };
     let (w, h) = (upright.width, upright.height);
     let ours = render(source, &preset, &RenderOptions::default()).expect("renders");
@@ -858,45 +865,6 @@ fn photo_planes_420(w: u32, h: u32) -> pipeline::pixels::YccPlanes {
         chroma_scale: (geometry::Ratio::HALF, geometry::Ratio::HALF),
         chroma_early: (false, false),
     }
-}
-
-/// JFIF YCbCr of RGB pixels, unrounded.
-fn ycc_of(rgb: &[u8]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (mut y, mut cb, mut cr) = (vec![], vec![], vec![]);
-    for p in rgb.chunks_exact(3) {
-        let (r, g, b) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
-        y.push(0.299 * r + 0.587 * g + 0.114 * b);
-        cb.push(128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b);
-        cr.push(128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b);
-    }
-    (y, cb, cr)
-}
-
-/// A plane averaged over 2x2 cells, the cells cut by an odd edge averaged as they are.
-fn half(plane: &[f64], w: u32, h: u32) -> Vec<f64> {
-    let (w, h) = (w as usize, h as usize);
-    let mut out = vec![];
-    for cy in (0..h).step_by(2) {
-        for cx in (0..w).step_by(2) {
-            let cells = [(cx, cy), (cx + 1, cy), (cx, cy + 1), (cx + 1, cy + 1)];
-            let values: Vec<f64> =
-                cells.iter().filter(|(x, y)| *x < w && *y < h).map(|(x, y)| plane[y * w + x]).collect();
-            out.push(values.iter().sum::<f64>() / values.len() as f64);
-        }
-    }
-    out
-}
-
-/// PSNR over luma and 2x2-averaged chroma of two RGB images.
-fn psnr_420(a: &[u8], b: &[u8], w: u32, h: u32) -> f64 {
-    let ((ya, cba, cra), (yb, cbb, crb)) = (ycc_of(a), ycc_of(b));
-    let (mut sq, mut n) = (0.0, 0usize);
-    for (p, q) in [(ya, yb), (half(&cba, w, h), half(&cbb, w, h)), (half(&cra, w, h), half(&crb, w, h))] {
-        sq += p.iter().zip(&q).map(|(x, y)| (x - y).powi(2)).sum::<f64>();
-        n += p.len();
-    }
-    let mse = sq / n as f64;
-    if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
 }
 
 /// An animated GIF: a 64x48 screen, a first frame of 40x30 at (8, 6) whose left half is opaque
@@ -1035,4 +1003,86 @@ fn junk_before_a_marker_is_skipped_as_libjpeg_does() {
         }
     }
     assert!(checked > 50, "{checked} cases");
+}
+
+/// The profile preset with `thumb` and `medium` cropped by attention.
+fn attention_profile() -> Preset {
+    let mut p = Preset::default_profile();
+    for r in p.renditions.iter_mut().filter(|r| r.fit == Fit::Cover) {
+        r.crop = imgfleet_shared::CropMode::Attention;
+    }
+    p
+}
+
+/// Pixels of a decoded RGB rendition close to `colour` (each channel within 40).
+fn pixels_near(rgb: &[u8], colour: [u8; 3]) -> usize {
+    rgb.chunks_exact(3).filter(|p| p.iter().zip(colour).all(|(&a, b)| a.abs_diff(b) <= 40)).count()
+}
+
+#[test]
+fn an_attention_crop_keeps_the_subject_a_centred_crop_cuts_off_and_reports_it_upright() {
+    // Upright 480x270: flat grey with a 60x60 skin-toned square centred on (60, 135), near the left edge,
+    // where a centred square crop (x 105..375) cuts it off. Stored turned every way, with its EXIF
+    // orientation: the attention crops hold the square and the event's focus finds it upright.
+    let (uw, uh, skin) = (480u32, 270u32, [224u8, 172, 140]);
+    let mut upright = vec![128u8; (uw * uh * 3) as usize];
+    for y in 105..165 {
+        for x in 30..90 {
+            upright[((y * uw + x) * 3) as usize..][..3].copy_from_slice(&skin);
+        }
+    }
+    let upright = Pixels::new(uw, uh, 3, upright);
+    for orientation in 1..=8u8 {
+        let inverse = match orientation {
+            6 => 8,
+            8 => 6,
+            o => o,
+        };
+        let stored = pipeline::orient::apply(upright.clone(), inverse);
+        let jpeg = with_exif(
+            &jpeg_of(&stored.data, stored.width, stored.height, jpeg_encoder::ColorType::Rgb),
+            u16::from(orientation),
+            false,
+        );
+        let centred = render(&jpeg, &Preset::default_profile(), &RenderOptions::default()).unwrap();
+        let focused = render(&jpeg, &attention_profile(), &RenderOptions::default()).unwrap();
+        check_outputs(&focused);
+        assert_eq!(centred.result.focus, None, "orientation {orientation}: no focus without an attention crop");
+        let f = focused.result.focus.unwrap_or_else(|| panic!("orientation {orientation}: no focus"));
+        assert!(f.x + f.width <= uw && f.y + f.height <= uh, "orientation {orientation}: {f:?} outside");
+        assert!((f.x..f.x + f.width).contains(&60) && (f.y..f.y + f.height).contains(&135), "{orientation}: {f:?}");
+        assert!(f.width < uw / 2, "orientation {orientation}: {f:?} is not a region");
+        for name in ["thumb", "medium"] {
+            let jpeg_of_rendition = |r: &Rendered| {
+                let o = r.outputs.iter().find(|o| o.name == name && o.format == ImageFormat::Jpeg).unwrap();
+                decode_jpeg(&o.data)
+            };
+            let (w, h, ours) = jpeg_of_rendition(&focused);
+            let (cw, ch, theirs) = jpeg_of_rendition(&centred);
+            assert_eq!((w, h), (cw, ch), "{name}: the crop's size does not move");
+            // The whole square (60x60 of 270 high, scaled) against at most a sliver of it.
+            let side = 60.0 * f64::from(h) / 270.0;
+            let (kept, cut) = (pixels_near(&ours, skin), pixels_near(&theirs, skin));
+            assert!(kept as f64 >= 0.8 * side * side, "orientation {orientation} {name}: {kept} skin pixels");
+            assert!(cut as f64 <= 0.2 * side * side, "orientation {orientation} {name}: centred kept {cut}");
+        }
+        // The large rendition is not cropped: the same bytes either way.
+        let large =
+            |r: &Rendered| r.outputs.iter().filter(|o| o.name == "large").map(|o| o.data.clone()).collect::<Vec<_>>();
+        assert_eq!(large(&focused), large(&centred), "orientation {orientation}");
+    }
+}
+
+#[test]
+fn an_attention_crop_of_a_degenerate_image_is_centred_and_never_an_error() {
+    // 1x1, a strip, all black, all white: no salient region, so no focus, and exactly the centred renditions.
+    for (w, h, value) in [(1, 1, 0u8), (1, 1, 255), (7, 1, 90), (1, 9, 90), (640, 480, 0), (300, 900, 255)] {
+        let jpeg = jpeg_of(&vec![value; (w * h * 3) as usize], w, h, jpeg_encoder::ColorType::Rgb);
+        let centred = render(&jpeg, &Preset::default_profile(), &RenderOptions::default()).unwrap();
+        let focused = render(&jpeg, &attention_profile(), &RenderOptions::default()).unwrap();
+        check_outputs(&focused);
+        assert_eq!(focused.result.focus, None, "{w}x{h} of {value}");
+        let bytes = |r: &Rendered| r.outputs.iter().map(|o| o.data.clone()).collect::<Vec<_>>();
+        assert_eq!(bytes(&focused), bytes(&centred), "{w}x{h} of {value}");
+    }
 }

@@ -15,6 +15,14 @@ use std::collections::HashMap;
 use std::time::Instant;
 use tracing::Instrument as _;
 
+/// What a job that rendered and stored hands to its completed event.
+struct Produced {
+    renditions: Vec<EventRendition>,
+    placeholder: String,
+    warnings: Vec<String>,
+    focus: Option<imgfleet_shared::FocusBox>,
+}
+
 /// A rendition planned for storage, with its body.
 struct Planned {
     rendition: EventRendition,
@@ -47,10 +55,11 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         event.timings = Some(timings);
         event.attempt = attempt;
         match result {
-            Ok((renditions, placeholder, warnings)) => {
-                event.renditions = renditions;
-                event.placeholder = Some(placeholder);
-                event.warnings = warnings;
+            Ok(produced) => {
+                event.renditions = produced.renditions;
+                event.placeholder = Some(produced.placeholder);
+                event.warnings = produced.warnings;
+                event.focus = produced.focus;
                 self.publish(event, Outcome::Completed).await
             }
             Err(failure) => self.settle(event, failure, attempt).await,
@@ -64,7 +73,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         preset_name: &str,
         source: &mut EventSource,
         timings: &mut JobTimings,
-    ) -> Result<(Vec<EventRendition>, String, Vec<String>), JobFailure> {
+    ) -> Result<Produced, JobFailure> {
         let preset = self.catalog.get(preset_name).cloned().ok_or_else(|| {
             JobFailure::new(ErrorKind::UnknownPreset, format!("preset {preset_name:?} is not configured"))
         })?;
@@ -83,7 +92,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         let timer = self.metrics.time("store");
         let stored = self.store_all(request, &preset, source, outputs).await;
         timings.store_ms = timer.stop();
-        Ok((stored?, r.placeholder, r.warnings))
+        Ok(Produced { renditions: stored?, placeholder: r.placeholder, warnings: r.warnings, focus: r.focus })
     }
 
     /// Downloads the source within the byte limit.

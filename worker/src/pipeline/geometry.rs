@@ -101,6 +101,29 @@ impl Crop {
         let (left, top) = ((units(w) - cw) / 2, (units(h) - ch) / 2);
         Self { left, top, right: left + cw, bottom: top + ch }
     }
+
+    /// A `cw` x `ch` (units) box in a `w` x `h` image, centred on `focus` as far as the image allows:
+    /// on an axis where that would cross an edge, it is pushed back against that edge.
+    fn around(w: u32, h: u32, cw: u64, ch: u64, focus: Focus) -> Self {
+        let place = |side: u64, len: u64, at: u64| at.saturating_sub(len / 2).min(side - len);
+        let (left, top) = (place(units(w), cw, focus.x), place(units(h), ch, focus.y));
+        Self { left, top, right: left + cw, bottom: top + ch }
+    }
+}
+
+/// The point a non-centre crop is centred on, on the full-size stored source, in [`UNIT`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Focus {
+    x: u64,
+    y: u64,
+}
+
+impl Focus {
+    /// The point (`x`, `y`) in source pixels, clamped to a `w` x `h` source.
+    pub fn at(x: f64, y: f64, w: u32, h: u32) -> Self {
+        let unit = |v: f64, side: u32| ((v.max(0.0) * UNIT as f64).round() as u64).min(units(side));
+        Self { x: unit(x, w), y: unit(y, h) }
+    }
 }
 
 fn units(px: u32) -> u64 {
@@ -189,6 +212,12 @@ impl Plan {
 /// crop, at the box size when the source holds it, otherwise at the source's size on the side
 /// that limits it.
 pub fn plan(src_w: u32, src_h: u32, box_w: u32, box_h: u32, fit: Fit) -> Plan {
+    plan_around(src_w, src_h, box_w, box_h, fit, None)
+}
+
+/// [`plan`], with a `Cover` crop centred on `focus` (as far as the source allows) instead of on the
+/// middle; the crop's size, and so the rendition's, is the same.
+pub fn plan_around(src_w: u32, src_h: u32, box_w: u32, box_h: u32, fit: Fit, focus: Option<Focus>) -> Plan {
     let (sw, sh, bw, bh) = (f64::from(src_w), f64::from(src_h), f64::from(box_w), f64::from(box_h));
     let px = |v: f64| (v.round() as u32).max(1);
     match fit {
@@ -215,7 +244,11 @@ pub fn plan(src_w: u32, src_h: u32, box_w: u32, box_h: u32, fit: Fit) -> Plan {
             } else {
                 (src_w, px(sw * bh / bw))
             };
-            Plan { width, height, crop: Crop::centred(src_w, src_h, cw, ch), scale: (Ratio::ONE, Ratio::ONE) }
+            let crop = match focus {
+                Some(focus) => Crop::around(src_w, src_h, cw, ch, focus),
+                None => Crop::centred(src_w, src_h, cw, ch),
+            };
+            Plan { width, height, crop, scale: (Ratio::ONE, Ratio::ONE) }
         }
     }
 }
@@ -228,7 +261,19 @@ pub fn transposed_plan(src_w: u32, src_h: u32, w: u32, h: u32, fit: Fit, orienta
 
 /// The plans of a preset's renditions on a `src_w` x `src_h` source (stored orientation).
 pub fn plans(src_w: u32, src_h: u32, preset: &Preset, orientation: u8) -> Vec<Plan> {
-    preset.renditions.iter().map(|r| transposed_plan(src_w, src_h, r.width, r.height, r.fit, orientation)).collect()
+    plans_around(src_w, src_h, preset, orientation, None)
+}
+
+/// [`plans`], the renditions whose crop is not `centre` centred on `focus` when there is one.
+pub fn plans_around(src_w: u32, src_h: u32, preset: &Preset, orientation: u8, focus: Option<Focus>) -> Vec<Plan> {
+    preset
+        .renditions
+        .iter()
+        .map(|r| {
+            let (bw, bh) = if exif::transposes(orientation) { (r.height, r.width) } else { (r.width, r.height) };
+            plan_around(src_w, src_h, bw, bh, r.fit, focus.filter(|_| !r.crop.is_centre()))
+        })
+        .collect()
 }
 
 /// How much of the source's size (per side) must survive a box shrink for these plans: the most
@@ -322,7 +367,7 @@ fn cascade_plan(src_w: u32, src_h: u32, frame: &Plan, plan: &Plan) -> Option<Pla
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imgfleet_shared::{ImageFormat, OutputSpec, RenditionSpec};
+    use imgfleet_shared::{CropMode, ImageFormat, OutputSpec, RenditionSpec};
 
     fn preset(boxes: &[(u32, u32, Fit)]) -> Preset {
         let renditions = boxes
@@ -333,6 +378,7 @@ mod tests {
                 width,
                 height,
                 fit,
+                crop: CropMode::Centre,
                 formats: vec![OutputSpec::new(ImageFormat::Jpeg, 85)],
             })
             .collect();
@@ -686,6 +732,50 @@ mod tests {
         let p = plan(1227, 1305, 400, 400, Fit::Cover);
         let (l, t, w, h) = p.region();
         assert_eq!((l, w, t + h), (0.0, 1227.0, (1305.0 + 1227.0) / 2.0));
+    }
+
+    #[test]
+    fn a_focused_cover_crop_is_the_centred_crops_size_inside_the_source_and_centred_on_the_focus_where_it_can_be() {
+        // Every source up to 24x24, boxes of several aspects, the focus on every pixel corner and
+        // beyond the edges (clamped): the crop keeps the centred crop's size and rendition size, stays
+        // inside the source, and on each axis is centred on the focus unless that would cross an edge,
+        // in which case it lies against that edge.
+        let boxes = [(1, 1), (3, 2), (2, 3), (16, 9), (9, 16), (150, 150), (5, 1), (1, 7)];
+        for (w, h) in (1..=24).flat_map(|w| (1..=24).map(move |h| (w, h))) {
+            for &(bw, bh) in &boxes {
+                let centred = plan(w, h, bw, bh, Fit::Cover);
+                let (cw, ch) = (centred.crop.right - centred.crop.left, centred.crop.bottom - centred.crop.top);
+                for fy in -1..=i64::from(h) + 1 {
+                    for fx in -1..=i64::from(w) + 1 {
+                        let focus = Focus::at(fx as f64, fy as f64, w, h);
+                        let p = plan_around(w, h, bw, bh, Fit::Cover, Some(focus));
+                        let c = p.crop;
+                        let at = format!("{w}x{h} box {bw}x{bh} focus {fx},{fy}");
+                        assert_eq!((p.width, p.height), (centred.width, centred.height), "{at}");
+                        assert_eq!((c.right - c.left, c.bottom - c.top), (cw, ch), "{at}");
+                        assert!(c.right <= units(w) && c.bottom <= units(h), "{at}: outside");
+                        let axis = |lo: u64, len: u64, side: u64, f: u64| {
+                            let centre = lo + len / 2;
+                            centre == f || (lo == 0 && f < centre) || (lo + len == side && f > centre)
+                        };
+                        assert!(axis(c.left, cw, units(w), focus.x), "{at}: left {}", c.left);
+                        assert!(axis(c.top, ch, units(h), focus.y), "{at}: top {}", c.top);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_renditions_with_a_crop_mode_follow_the_focus() {
+        let mut p = preset(&PROFILE);
+        p.renditions[0].crop = CropMode::Attention;
+        let focus = Focus::at(0.0, 0.0, 4000, 3000);
+        let (plain, focused) = (plans(4000, 3000, &p, 1), plans_around(4000, 3000, &p, 1, Some(focus)));
+        assert_eq!(plans_around(4000, 3000, &p, 1, None), plain, "no focus: every crop centred");
+        assert_eq!(focused[1..], plain[1..], "centre renditions ignore the focus");
+        assert_eq!(focused[0].region(), (0.0, 0.0, 3000.0, 3000.0), "thumb pushed to the top-left corner");
+        assert_eq!(plain[0].region(), (500.0, 0.0, 3000.0, 3000.0));
     }
 
     #[test]

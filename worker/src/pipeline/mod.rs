@@ -9,7 +9,9 @@
 //! least [`CASCADE_MIN_RATIO`] times the pixels it needs per side, otherwise from the (shrunk)
 //! source. Each result is then turned upright and encoded. All of that geometry (sizes, crop boxes,
 //! the shrink factor, which image each rendition is cut from) is a pure function of the sizes, the
-//! orientation and the preset, exact by construction: [`geometry`].
+//! orientation and the preset, exact by construction: [`geometry`]. The one input from the pixels:
+//! a `cover` rendition whose preset asks for an `attention` crop is centred on the salient region
+//! [`attention`] finds on a small copy of the (shrunk) source, made before any rendition.
 
 // The stages, in the order an image meets them; none imports another.
 pub mod colour;
@@ -20,6 +22,7 @@ pub mod resize;
 pub mod sniff;
 
 // What the stages stand on.
+pub mod attention;
 pub mod exif;
 pub mod geometry;
 mod libjpeg;
@@ -30,7 +33,7 @@ pub mod shrink;
 use decode::DecodeError;
 use encode::EncodeError;
 use geometry::{Ratio, Source};
-use imgfleet_shared::outcome::{RenditionInfo, SourceInfo, StageTimings};
+use imgfleet_shared::outcome::{FocusBox, RenditionInfo, SourceInfo, StageTimings};
 use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Limits, Preset, RenderResult};
 use pixels::{Pixels, Raster};
 use resize::ResizeError;
@@ -156,14 +159,16 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     let (source, converter) = colour::prepare(decoded);
     timings.decode_ms = clock.lap();
 
-    let made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
+    let mut made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
     let thumb = placeholder_image(&source, &made, orientation)?;
     drop(source);
     timings.resize_ms = clock.lap();
 
     // Turned upright and, for wide-gamut RGB sources, converted to sRGB now that they are small.
-    let upright: Vec<Raster> =
-        made.renditions.into_iter().map(|r| converter.apply_raster(orient::apply_raster(r, orientation))).collect();
+    let upright: Vec<Raster> = std::mem::take(&mut made.renditions)
+        .into_iter()
+        .map(|r| converter.apply_raster(orient::apply_raster(r, orientation)))
+        .collect();
     let thumb = converter.apply(orient::apply(thumb.into_pixels(), orientation));
     timings.orient_ms = clock.lap();
 
@@ -172,7 +177,11 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.encode_ms = clock.lap();
 
     let renditions = outputs.iter().map(Output::info).collect();
-    let result = RenderResult { source: source_info, renditions, placeholder, timings, warnings };
+    let focus = made.focus.map(|b| {
+        let (x, y, width, height) = orient::upright_box(b, size, orientation);
+        FocusBox { x, y, width, height }
+    });
+    let result = RenderResult { source: source_info, renditions, placeholder, timings, warnings, focus };
     Ok(Rendered { result, outputs })
 }
 
@@ -218,6 +227,9 @@ pub struct Made {
     pub renditions: Vec<Raster>,
     /// Index (into `renditions`) of the smallest full-frame rendition smaller than the source.
     smallest_frame: Option<usize>,
+    /// The salient region the `attention` crops centred on (left, top, width, height in the stored
+    /// source's pixels), when the preset has such a crop and the image such a region.
+    pub focus: Option<(u32, u32, u32, u32)>,
 }
 
 /// Resizes every rendition of `preset` from `source` (stored orientation), largest first, cutting
@@ -249,6 +261,17 @@ pub fn resize_all_shrunk(
         Some((s, k)) => (s, *k),
         None => (source, shrunk_by),
     };
+    // Crops that follow the image's content are placed once its salient region is known; the crops'
+    // sizes, and so how far the source could be shrunk, do not depend on where they are.
+    let focus = salient_region(base, size, preset)?;
+    let plans = match focus {
+        Some((l, t, w, h)) => {
+            let centre =
+                geometry::Focus::at(f64::from(l) + f64::from(w) / 2.0, f64::from(t) + f64::from(h) / 2.0, src_w, src_h);
+            geometry::plans_around(src_w, src_h, preset, orientation, Some(centre))
+        }
+        None => plans,
+    };
     let base_scale = Ratio::new(1, u64::from(k));
     // Renditions are made in the stored orientation; chroma is laid for the upright image.
     let mirrored = orient::mirrored_axes(orientation);
@@ -264,7 +287,32 @@ pub fn resize_all_shrunk(
             smallest_frame = Some(step.rendition);
         }
     }
-    Ok(Made { renditions: out.into_iter().flatten().collect(), smallest_frame })
+    Ok(Made { renditions: out.into_iter().flatten().collect(), smallest_frame, focus })
+}
+
+/// The salient region of a `size` source (stored orientation) that `base` holds, possibly box-shrunk, in
+/// the source's pixels ([`attention`], on a copy at most [`attention::SIDE`] a side): only when a
+/// `cover` rendition of `preset` crops by attention.
+fn salient_region(
+    base: &Raster,
+    size: (u32, u32),
+    preset: &Preset,
+) -> Result<Option<(u32, u32, u32, u32)>, ResizeError> {
+    if !preset.renditions.iter().any(|r| r.fit == Fit::Cover && !r.crop.is_centre()) {
+        return Ok(None);
+    }
+    let side = attention::SIDE;
+    let plan = geometry::plan(base.width(), base.height(), side, side, Fit::Inside);
+    let small = resize::resize_raster(base, &plan, (false, false))?.into_pixels();
+    Ok(attention::salient_region(&small).map(|r| {
+        // The small copy spans the whole source: scale out, rounding outwards, within the source.
+        let scale = |v: u32, small: u32, full: u32| f64::from(v) * f64::from(full) / f64::from(small);
+        let (l, t) =
+            (scale(r.left, small.width, size.0).floor() as u32, scale(r.top, small.height, size.1).floor() as u32);
+        let r_ = (scale(r.left + r.width, small.width, size.0).ceil() as u32).clamp(l + 1, size.0);
+        let b_ = (scale(r.top + r.height, small.height, size.1).ceil() as u32).clamp(t + 1, size.1);
+        (l, t, r_ - l, b_ - t)
+    }))
 }
 
 /// The longest side of the image the ThumbHash is computed from. A ThumbHash keeps at most 7

@@ -37,6 +37,25 @@ pub fn mirrored_axes(orientation: u8) -> (bool, bool) {
     }
 }
 
+/// Where a box (`left`, `top`, `width`, `height`) of a stored `w` x `h` image lands once the image is
+/// turned as `orientation` says: the same box in the upright image's pixels.
+pub fn upright_box(b: (u32, u32, u32, u32), (w, h): (u32, u32), orientation: u8) -> (u32, u32, u32, u32) {
+    let (left, top, bw, bh) = b;
+    let (right, bottom) = (left + bw, top + bh);
+    // The upright image's left and top edges of the box, on each axis counted from the stored edge
+    // that becomes the upright one.
+    match orientation {
+        2 => (w - right, top, bw, bh),
+        3 => (w - right, h - bottom, bw, bh),
+        4 => (left, h - bottom, bw, bh),
+        5 => (top, left, bh, bw),
+        6 => (h - bottom, left, bh, bw),
+        7 => (h - bottom, w - right, bh, bw),
+        8 => (top, w - right, bh, bw),
+        _ => b,
+    }
+}
+
 /// Returns the image turned as `orientation` says (1 or unknown: unchanged).
 pub fn apply(src: Pixels, orientation: u8) -> Pixels {
     if !(2..=8).contains(&orientation) {
@@ -88,6 +107,31 @@ fn turn(src: &[u8], w: usize, h: usize, c: usize, orientation: u8) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_box_lands_where_its_pixels_land() {
+        // Every box of every image up to 6x5, turned every way: the box's pixels, marked in the stored
+        // image and turned by `apply`, are exactly the box `upright_box` names.
+        for (w, h) in (1..=6).flat_map(|w| (1..=5).map(move |h| (w, h))) {
+            for (left, top) in (0..w).flat_map(|l| (0..h).map(move |t| (l, t))) {
+                for (bw, bh) in (1..=w - left).flat_map(|bw| (1..=h - top).map(move |bh| (bw, bh))) {
+                    let marked: Vec<u8> = (0..h)
+                        .flat_map(|y| (0..w).map(move |x| (x, y)))
+                        .map(|(x, y)| u8::from((left..left + bw).contains(&x) && (top..top + bh).contains(&y)))
+                        .collect();
+                    for orientation in 1..=8 {
+                        let turned = apply(Pixels::new(w, h, 1, marked.clone()), orientation);
+                        let (x, y, ow, oh) = upright_box((left, top, bw, bh), (w, h), orientation);
+                        let want: Vec<u8> = (0..turned.height)
+                            .flat_map(|v| (0..turned.width).map(move |u| (u, v)))
+                            .map(|(u, v)| u8::from((x..x + ow).contains(&u) && (y..y + oh).contains(&v)))
+                            .collect();
+                        assert_eq!(turned.data, want, "{w}x{h} box {left},{top} {bw}x{bh} orientation {orientation}");
+                    }
+                }
+            }
+        }
+    }
     use crate::pipeline::geometry::Ratio;
 
     #[test]

@@ -232,3 +232,42 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     let mse = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>() / a.len() as f64;
     if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
 }
+
+/// JFIF YCbCr of RGB pixels, unrounded.
+pub fn ycc_of(rgb: &[u8]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut y, mut cb, mut cr) = (vec![], vec![], vec![]);
+    for p in rgb.chunks_exact(3) {
+        let (r, g, b) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
+        y.push(0.299 * r + 0.587 * g + 0.114 * b);
+        cb.push(128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b);
+        cr.push(128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b);
+    }
+    (y, cb, cr)
+}
+
+/// A plane averaged over 2x2 cells, the cells cut by an odd edge averaged as they are.
+pub fn half(plane: &[f64], w: u32, h: u32) -> Vec<f64> {
+    let (w, h) = (w as usize, h as usize);
+    let mut out = vec![];
+    for cy in (0..h).step_by(2) {
+        for cx in (0..w).step_by(2) {
+            let cells = [(cx, cy), (cx + 1, cy), (cx, cy + 1), (cx + 1, cy + 1)];
+            let values: Vec<f64> =
+                cells.iter().filter(|(x, y)| *x < w && *y < h).map(|(x, y)| plane[y * w + x]).collect();
+            out.push(values.iter().sum::<f64>() / values.len() as f64);
+        }
+    }
+    out
+}
+
+/// PSNR over luma and 2x2-averaged chroma of two RGB images.
+pub fn psnr_420(a: &[u8], b: &[u8], w: u32, h: u32) -> f64 {
+    let ((ya, cba, cra), (yb, cbb, crb)) = (ycc_of(a), ycc_of(b));
+    let (mut sq, mut n) = (0.0, 0usize);
+    for (p, q) in [(ya, yb), (half(&cba, w, h), half(&cbb, w, h)), (half(&cra, w, h), half(&crb, w, h))] {
+        sq += p.iter().zip(&q).map(|(x, y)| (x - y).powi(2)).sum::<f64>();
+        n += p.len();
+    }
+    let mse = sq / n as f64;
+    if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+}

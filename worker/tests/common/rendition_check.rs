@@ -49,46 +49,6 @@ pub fn on_white(data: &[u8], channels: usize) -> Vec<u8> {
     }
 }
 
-/// PSNR of luma plus 2×2-averaged chroma between two RGB images of `w`×`h` (a partial block at the right or
-/// bottom edge averages the samples it has).
-pub fn psnr_420(a: &[u8], b: &[u8], w: usize, h: usize) -> f64 {
-    assert_eq!(a.len(), w * h * 3);
-    assert_eq!(b.len(), w * h * 3);
-    let ycc = |p: &[u8]| {
-        let (r, g, b) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
-        [
-            0.299 * r + 0.587 * g + 0.114 * b,
-            -0.168_736 * r - 0.331_264 * g + 0.5 * b,
-            0.5 * r - 0.418_688 * g - 0.081_312 * b,
-        ]
-    };
-    let (mut luma, mut chroma) = (0.0, 0.0);
-    let (mut luma_n, mut chroma_n) = (0usize, 0usize);
-    for by in (0..h).step_by(2) {
-        for bx in (0..w).step_by(2) {
-            let (mut ca, mut cb, mut n) = ([0.0; 2], [0.0; 2], 0.0);
-            for y in by..(by + 2).min(h) {
-                for x in bx..(bx + 2).min(w) {
-                    let i = (y * w + x) * 3;
-                    let (pa, pb) = (ycc(&a[i..i + 3]), ycc(&b[i..i + 3]));
-                    luma += (pa[0] - pb[0]).powi(2);
-                    luma_n += 1;
-                    for c in 0..2 {
-                        ca[c] += pa[c + 1];
-                        cb[c] += pb[c + 1];
-                    }
-                    n += 1.0;
-                }
-            }
-            chroma += (0..2).map(|c| ((ca[c] - cb[c]) / n).powi(2)).sum::<f64>();
-            chroma_n += 2;
-        }
-    }
-    // Per 2×2 block: four luma samples and two chroma samples, each counted once.
-    let mse = (luma + chroma) / (luma_n + chroma_n) as f64;
-    if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0 * 255.0 / mse).log10() }
-}
-
 /// Decodes an encoded rendition to RGB on white.
 fn decode_rgb(format: ImageFormat, data: &[u8]) -> (u32, u32, Vec<u8>) {
     match format {
@@ -118,8 +78,8 @@ pub fn score(rendered: &Rendered, name: &str, reference: &Pixels, specs: &[Outpu
         let (_, _, theirs) = decode_rgb(out.format, &theirs);
         scores.push(Score {
             format: out.format,
-            ours: psnr_420(&ours, &want, w as usize, h as usize),
-            reference: psnr_420(&theirs, &want, w as usize, h as usize),
+            ours: super::psnr_420(&ours, &want, w, h),
+            reference: super::psnr_420(&theirs, &want, w, h),
         });
     }
     if scores.is_empty() {
