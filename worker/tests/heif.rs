@@ -246,6 +246,51 @@ mod decoding {
         }
     }
 
+    /// Each fixture's rendition against the reference decoder's rendition of it (make_renditions.py: decode,
+    /// ICC to sRGB, Lanczos into a 128x128 box): a preset whose `large` is that box, scored as the other
+    /// conformance suites are (common::rendition_check). avif-clap-irot-imir.avif has no such reference (its
+    /// colr box and AV1 header disagree on range; compared by structure above).
+    #[test]
+    fn fixtures_render_as_the_reference_decoder_renders_them() {
+        use imgfleet_shared::{Fit, OutputSpec, RenditionSpec};
+        let formats = vec![OutputSpec::new(ImageFormat::Jpeg, 85), OutputSpec::new(ImageFormat::Webp, 80)];
+        let large = RenditionSpec {
+            name: "large".into(),
+            width: 128,
+            height: 128,
+            fit: Fit::Inside,
+            crop: Default::default(),
+            formats: formats.clone(),
+        };
+        let preset = Preset { name: "small".into(), renditions: vec![large] };
+        let mut failures = Vec::new();
+        let mut scored = 0;
+        for c in CASES.iter().filter(|c| c.file != "avif-clap-irot-imir.avif") {
+            let rendered = render(&fixture(c.file), &preset, &RenderOptions::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", c.file));
+            let (w, h, channels, data) =
+                common::decode_rgb_png(&fixture(&format!("{}.rendition.png", c.file.rsplit_once('.').unwrap().0)));
+            let reference = Pixels::new(w, h, channels, data);
+            match common::rendition_check::score(&rendered, "large", &reference, &formats) {
+                Ok(scores) => {
+                    for s in scores {
+                        scored += 1;
+                        eprintln!("{}: {:?} {:.2} dB, reference {:.2} dB", c.file, s.format, s.ours, s.reference);
+                        if !s.passes() {
+                            failures.push(format!(
+                                "{}: {:?} {:.2} dB, reference {:.2} dB",
+                                c.file, s.format, s.ours, s.reference
+                            ));
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("{}: {e}", c.file)),
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert_eq!(scored, 2 * (CASES.len() - 1));
+    }
+
     /// The HEIF transforms (`irot`, `imir`) and the EXIF orientation the camera also wrote describe one turn: the
     /// coded image turned by the EXIF orientation is exactly what decode returns, so the transforms are applied
     /// once, as the spec says, and EXIF is not applied on top. (The rotated-and-mirrored photo is also cropped by
