@@ -406,6 +406,21 @@ mod tests {
     }
 
     #[test]
+    fn the_example_preset_files_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/presets");
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                PresetCatalog::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                files += 1;
+            }
+        }
+        assert!(files >= 2, "{files} preset files in {dir}");
+    }
+
+    #[test]
     fn bad_presets_are_refused_with_a_reason() {
         let base = Preset::default_profile();
         let mut dup = base.clone();

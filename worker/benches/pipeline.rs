@@ -3,7 +3,7 @@
 //! Side-by-side figures against other libraries on real photos come from the loadtest binary.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use imgfleet_shared::{ImageFormat, Limits, Preset};
+use imgfleet_shared::{CropMode, Fit, ImageFormat, Limits, Preset};
 use imgfleet_worker::commands::demo::sample_jpeg;
 use imgfleet_worker::pipeline::{self, RenderOptions, colour, decode, encode, orient, sniff};
 use std::hint::black_box;
@@ -24,6 +24,15 @@ fn stages(c: &mut Criterion) {
         let (source, _) = colour::prepare(decode::decode(&jpeg, ImageFormat::Jpeg, &limits).unwrap());
         g.bench_function("resize (3 renditions)", |b| {
             b.iter(|| pipeline::resize_all(black_box(&source), &preset, 6).unwrap())
+        });
+        // The same with thumb and medium cropped by attention: the difference is what finding the salient
+        // region (a 128 px copy of the shrunk source and its saliency) costs.
+        let mut attention = preset.clone();
+        for r in attention.renditions.iter_mut().filter(|r| r.fit == Fit::Cover) {
+            r.crop = CropMode::Attention;
+        }
+        g.bench_function("resize (3 renditions, attention crops)", |b| {
+            b.iter(|| pipeline::resize_all(black_box(&source), &attention, 6).unwrap())
         });
         let made = pipeline::resize_all(&source, &preset, 6).unwrap();
         g.bench_function("orient (3 renditions)", |b| {
