@@ -58,6 +58,9 @@ enum Command {
         /// Jobs at once (default: all cores).
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
+        /// Preset TOML file, as `run`'s IMGFLEET_PRESETS (default: the built-in profile preset).
+        #[arg(long, value_name = "FILE")]
+        preset: Option<PathBuf>,
         /// Photos (files or folders) to upload instead of generated samples.
         #[arg(value_name = "IMAGE")]
         images: Vec<PathBuf>,
@@ -144,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Process { preset, out, json, jobs, inputs } => process_command(preset, out, json, jobs, inputs),
         Command::Run => run_command(),
-        Command::Demo { dir, count, jobs, images } => demo_command(dir, count, jobs, images),
+        Command::Demo { dir, count, jobs, preset, images } => demo_command(dir, count, jobs, preset, images),
         Command::Backfill(args) => backfill_command(args),
         Command::Presign { bucket, key, content_type, max_bytes, expires } => {
             presign_command(bucket, key, content_type, max_bytes, &expires)
@@ -346,12 +349,18 @@ fn run_command() -> anyhow::Result<ExitCode> {
     })
 }
 
-fn demo_command(dir: PathBuf, count: usize, jobs: Option<usize>, images: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+fn demo_command(
+    dir: PathBuf,
+    count: usize,
+    jobs: Option<usize>,
+    presets: Option<PathBuf>,
+    images: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     telemetry::init_with(imgfleet_shared::config::LogFormat::Text, "warn");
     if jobs == Some(0) {
         anyhow::bail!("--jobs must be at least 1");
     }
-    let request = demo::DemoRequest { dir: dir.clone(), images, count, concurrency: jobs, quiet: false };
+    let request = demo::DemoRequest { dir: dir.clone(), images, count, concurrency: jobs, quiet: false, presets };
     eprintln!("imgfleet demo: uploading to a local bucket in {} and processing with the fleet worker", dir.display());
     let report = runtime()?.block_on(demo::run(&request))?;
     eprint!("{}", demo::describe(&report, &dir));

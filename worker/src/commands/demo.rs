@@ -25,6 +25,8 @@ pub struct DemoRequest {
     pub concurrency: Option<usize>,
     /// No per-event lines on the terminal.
     pub quiet: bool,
+    /// A preset TOML file (as `run`'s `IMGFLEET_PRESETS`); default: the built-in profile preset.
+    pub presets: Option<PathBuf>,
 }
 
 /// What the demo did.
@@ -116,6 +118,7 @@ pub async fn run(request: &DemoRequest) -> Result<DemoReport, DemoError> {
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         concurrency: request.concurrency,
         worker_id: Some("demo".into()),
+        presets: request.presets.clone(),
         ..Config::default()
     };
     let mut settings = service::consumer_settings(&config, Duration::from_secs(1));
@@ -195,4 +198,47 @@ pub fn describe(report: &DemoReport, dir: &Path) -> String {
         rel(&report.renditions_dir),
         rel(&report.events_file),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgfleet_shared::event::{Event, EventType};
+
+    fn events(report: &DemoReport) -> Vec<Event> {
+        let text = std::fs::read_to_string(&report.events_file).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_runs_the_built_in_preset_or_a_preset_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = |name: &str, presets| DemoRequest {
+            dir: dir.path().join(name),
+            images: vec![],
+            count: 2,
+            concurrency: Some(2),
+            quiet: true,
+            presets,
+        };
+        let built_in = run(&request("built-in", None)).await.unwrap();
+        assert_eq!((built_in.uploads, built_in.completed, built_in.failed), (3, 2, 1), "the SVG fails");
+        let completed: Vec<Event> = events(&built_in).into_iter().filter(|e| e.kind == EventType::Completed).collect();
+        assert!(completed.iter().all(|e| e.renditions.len() == 6 && e.focus.is_none()), "centred crops");
+
+        let file = dir.path().join("presets.toml");
+        let attention = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/presets/profile-attention.toml");
+        std::fs::copy(attention, &file).unwrap();
+        let report = run(&request("attention", Some(file))).await.unwrap();
+        assert_eq!((report.completed, report.failed), (2, 1));
+        let completed: Vec<Event> = events(&report).into_iter().filter(|e| e.kind == EventType::Completed).collect();
+        assert_eq!(completed.len(), 2);
+        for e in completed {
+            assert_eq!(e.preset.as_deref(), Some("profile-attention"));
+            let f = e.focus.expect("attention crops report their focus");
+            // The two samples are 2400x1600 and 1600x2400 with no EXIF rotation: stored is upright.
+            let (w, h) = (e.source.width.unwrap(), e.source.height.unwrap());
+            assert!(f.width > 0 && f.height > 0 && f.x + f.width <= w && f.y + f.height <= h, "{f:?} in {w}x{h}");
+        }
+    }
 }
