@@ -1,0 +1,179 @@
+//! The crop evaluation set (fixtures/faces: public photos with hand-checked face boxes; sources and
+//! licences in SOURCES.md). For each crop mode, the share of cases in which the whole main face with
+//! its headroom lies inside both the `thumb` and the `medium` crop, on the photos as they are and on
+//! off-centre frames cut from them (16:9 with the face at the left or right edge, 9:16 with the face in
+//! the top third), kept only where a centred square crop cuts the face. The crop boxes are the ones
+//! the pipeline itself plans, from the focus the render reports.
+//!
+//! Figures are printed (docs/performance.md); asserted: every case renders, photos without a face
+//! too, and `attention` is not worse than `centre` on the off-centre cases.
+
+mod common;
+
+use imgfleet_shared::{CropMode, Fit, ImageFormat, OutputSpec, Preset, RenditionSpec};
+use imgfleet_worker::pipeline::geometry::{self, Focus};
+use imgfleet_worker::pipeline::{RenderOptions, render};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces");
+
+/// A box: left, top, width, height, in pixels.
+type Rect = (f64, f64, f64, f64);
+
+struct Photo {
+    file: String,
+    width: u32,
+    height: u32,
+    main: Option<Rect>,
+}
+
+fn photos() -> Vec<Photo> {
+    let tsv = std::fs::read_to_string(format!("{DIR}/faces.tsv")).expect("faces.tsv");
+    let mut lines = tsv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let (file, width, height, main, boxes) = (col("file"), col("width"), col("height"), col("main"), col("boxes"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let boxes: Vec<Rect> = f[boxes]
+                .split(';')
+                .filter(|b| !b.is_empty())
+                .map(|b| {
+                    let v: Vec<f64> = b.split(',').map(|n| n.trim().parse().unwrap()).collect();
+                    (v[0], v[1], v[2], v[3])
+                })
+                .collect();
+            let main: i64 = f[main].parse().unwrap();
+            Photo {
+                file: f[file].to_owned(),
+                width: f[width].parse().unwrap(),
+                height: f[height].parse().unwrap(),
+                main: usize::try_from(main).ok().map(|i| boxes[i]),
+            }
+        })
+        .collect()
+}
+
+/// The face with its headroom: a third of the face's height above it (hair), clamped to the frame.
+fn with_headroom((x, y, w, h): Rect) -> Rect {
+    let top = (y - h / 3.0).max(0.0);
+    (x, top, w, y + h - top)
+}
+
+fn inside(a: Rect, b: Rect) -> bool {
+    const SLACK: f64 = 0.5;
+    a.0 >= b.0 - SLACK && a.1 >= b.1 - SLACK && a.0 + a.2 <= b.0 + b.2 + SLACK && a.1 + a.3 <= b.1 + b.3 + SLACK
+}
+
+/// One case: an RGB frame and its main face (if any), in the frame's pixels.
+struct Case {
+    name: String,
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+    face: Option<Rect>,
+}
+
+fn cut(name: String, rgb: &[u8], width: u32, (l, t, w, h): (u32, u32, u32, u32), face: Option<Rect>) -> Case {
+    let data = (t..t + h)
+        .flat_map(|y| rgb[((y * width + l) * 3) as usize..((y * width + l + w) * 3) as usize].iter().copied())
+        .collect();
+    let face = face.map(|(x, y, fw, fh)| (x - f64::from(l), y - f64::from(t), fw, fh));
+    Case { name, width: w, height: h, rgb: data, face }
+}
+
+/// The off-centre frames of a photo: the largest 16:9 frame with the face (and headroom) at its left, then
+/// at its right edge, and the largest 9:16 frame with the face in its top third; each kept only when it
+/// holds the face and a centred square crop of it does not.
+fn off_centre(p: &Photo, rgb: &[u8]) -> Vec<Case> {
+    let Some(face) = p.main else { return Vec::new() };
+    let (fx, fy, fw, fh) = with_headroom(face);
+    let (w, h) = (f64::from(p.width), f64::from(p.height));
+    let mut frames = Vec::new();
+    // 16:9: as wide as the photo allows, the height 9/16 of that, vertically centred on the face.
+    for (side, at_left) in [("left", true), ("right", false)] {
+        let fw16 = w.min(h * 16.0 / 9.0);
+        let fh16 = fw16 * 9.0 / 16.0;
+        let left = if at_left { fx - 0.02 * fw16 } else { fx + fw - 0.98 * fw16 };
+        let top = fy + fh / 2.0 - fh16 / 2.0;
+        frames.push((format!("16:9 face {side}"), left, top, fw16, fh16));
+    }
+    let fh9 = h.min(w * 16.0 / 9.0);
+    let fw9 = fh9 * 9.0 / 16.0;
+    frames.push(("9:16 face in the top third".into(), fx + fw / 2.0 - fw9 / 2.0, fy - 0.05 * fh9, fw9, fh9));
+    frames
+        .into_iter()
+        .filter_map(|(label, l, t, fw_, fh_)| {
+            let (l, t) = (l.clamp(0.0, w - fw_).round() as u32, t.clamp(0.0, h - fh_).round() as u32);
+            let (cw, ch) = (fw_.floor() as u32, fh_.floor() as u32);
+            let case = cut(format!("{} ({label})", p.file), rgb, p.width, (l, t, cw, ch), Some(face));
+            let f = with_headroom(case.face.unwrap());
+            let frame = (0.0, 0.0, f64::from(cw), f64::from(ch));
+            let side = f64::from(cw.min(ch));
+            let square = ((f64::from(cw) - side) / 2.0, (f64::from(ch) - side) / 2.0, side, side);
+            (inside(f, frame) && !inside(f, square)).then_some(case)
+        })
+        .collect()
+}
+
+/// Whether the main face with its headroom is inside both the thumb and the medium crop of `case`
+/// under `mode` (`None` when the case has no face; it must still render).
+fn keeps_the_face(case: &Case, mode: CropMode) -> Option<bool> {
+    let formats = vec![OutputSpec::new(ImageFormat::Jpeg, 85)];
+    let spec = |name: &str, side| RenditionSpec {
+        name: name.into(),
+        width: side,
+        height: side,
+        fit: Fit::Cover,
+        crop: mode,
+        formats: formats.clone(),
+    };
+    let preset = Preset { name: "eval".into(), renditions: vec![spec("thumb", 150), spec("medium", 400)] };
+    let jpeg = common::jpeg_of(&case.rgb, case.width, case.height, jpeg_encoder::ColorType::Rgb);
+    let rendered = render(&jpeg, &preset, &RenderOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    assert_eq!(rendered.outputs.len(), 2, "{}", case.name);
+    let face = with_headroom(case.face?);
+    let focus = rendered.result.focus.map(|f| {
+        Focus::at(
+            f64::from(f.x) + f64::from(f.width) / 2.0,
+            f64::from(f.y) + f64::from(f.height) / 2.0,
+            case.width,
+            case.height,
+        )
+    });
+    Some([150, 400].iter().all(|&side| {
+        let plan = geometry::plan_around(case.width, case.height, side, side, Fit::Cover, focus);
+        inside(face, plan.region())
+    }))
+}
+
+#[test]
+fn crop_modes_on_the_evaluation_set() {
+    let photos = photos();
+    assert!(photos.len() >= 10, "{} photos", photos.len());
+    let mut originals = Vec::new();
+    let mut shifted = Vec::new();
+    for p in &photos {
+        let bytes = std::fs::read(format!("{DIR}/{}", p.file)).unwrap();
+        let (w, h, rgb) = common::decode_jpeg(&bytes);
+        assert_eq!((w, h), (p.width, p.height), "{}", p.file);
+        shifted.extend(off_centre(p, &rgb));
+        originals.push(Case { name: p.file.clone(), width: w, height: h, rgb, face: p.main });
+    }
+    let mut report = Vec::new();
+    let mut share = std::collections::HashMap::new();
+    for (set, cases) in [("photos as they are", &originals), ("off-centre frames", &shifted)] {
+        for mode in [CropMode::Centre, CropMode::Attention] {
+            let kept: Vec<bool> = cases.iter().filter_map(|c| keeps_the_face(c, mode)).collect();
+            let n = kept.iter().filter(|k| **k).count();
+            report.push(format!("{set}: {mode:?} keeps the face in {n} of {} cases", kept.len()));
+            share.insert((set, format!("{mode:?}")), n as f64 / kept.len().max(1) as f64);
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(!shifted.is_empty(), "no off-centre case");
+    let (centre, attention) =
+        (share[&("off-centre frames", "Centre".to_owned())], share[&("off-centre frames", "Attention".to_owned())]);
+    assert!(centre < 0.5, "the off-centre cases are ones a centred crop cuts: {centre}");
+    assert!(attention >= centre, "attention {attention} against centre {centre} on the off-centre cases");
+}
