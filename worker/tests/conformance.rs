@@ -113,22 +113,11 @@ impl Report {
 
     fn score(&mut self, file: &str, rendered: &Rendered, preset: &Preset, reference: &Pixels) {
         let large = preset.renditions.iter().find(|r| r.name == "large").expect("profile has large");
-        match rendition_check::score(rendered, "large", reference, &large.formats) {
-            Ok(scores) => {
-                for s in scores {
-                    if std::env::var_os("IMGFLEET_CONFORMANCE_VERBOSE").is_some() {
-                        eprintln!("{file}: {:?} {:.2} dB, reference {:.2} dB", s.format, s.ours, s.reference);
-                    }
-                    if !s.passes() {
-                        self.failures.push(format!(
-                            "{file}: large {:?} {:.2} dB, the reference encoder {:.2} dB",
-                            s.format, s.ours, s.reference
-                        ));
-                    }
-                    self.scores.push((file.to_owned(), s));
-                }
+        for s in rendition_check::judge(file, rendered, "large", reference, &large.formats, &mut self.failures) {
+            if std::env::var_os("IMGFLEET_CONFORMANCE_VERBOSE").is_some() {
+                eprintln!("{file}: {:?} {:.2} dB, reference {:.2} dB", s.format, s.ours, s.reference);
             }
-            Err(e) => self.failures.push(format!("{file}: {e}")),
+            self.scores.push((file.to_owned(), s));
         }
     }
 

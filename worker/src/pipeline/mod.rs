@@ -159,16 +159,15 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     let (source, converter) = colour::prepare(decoded);
     timings.decode_ms = clock.lap();
 
-    let mut made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
+    let made = resize_all_shrunk(&source, size, shrunk_by, preset, orientation)?;
     let thumb = placeholder_image(&source, &made, orientation)?;
     drop(source);
     timings.resize_ms = clock.lap();
 
     // Turned upright and, for wide-gamut RGB sources, converted to sRGB now that they are small.
-    let upright: Vec<Raster> = std::mem::take(&mut made.renditions)
-        .into_iter()
-        .map(|r| converter.apply_raster(orient::apply_raster(r, orientation)))
-        .collect();
+    let focus = made.focus;
+    let upright: Vec<Raster> =
+        made.renditions.into_iter().map(|r| converter.apply_raster(orient::apply_raster(r, orientation))).collect();
     let thumb = converter.apply(orient::apply(thumb.into_pixels(), orientation));
     timings.orient_ms = clock.lap();
 
@@ -177,7 +176,7 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.encode_ms = clock.lap();
 
     let renditions = outputs.iter().map(Output::info).collect();
-    let focus = made.focus.map(|b| {
+    let focus = focus.map(|b| {
         let (x, y, width, height) = orient::upright_box(b, size, orientation);
         FocusBox { x, y, width, height }
     });

@@ -87,3 +87,29 @@ pub fn score(rendered: &Rendered, name: &str, reference: &Pixels, specs: &[Outpu
     }
     Ok(scores)
 }
+
+/// [`score`], with a line in `failures` for each output that fails (or for the error): the scores made.
+pub fn judge(
+    file: &str,
+    rendered: &Rendered,
+    name: &str,
+    reference: &Pixels,
+    specs: &[OutputSpec],
+    failures: &mut Vec<String>,
+) -> Vec<Score> {
+    match score(rendered, name, reference, specs) {
+        Ok(scores) => {
+            for s in scores.iter().filter(|s| !s.passes()) {
+                failures.push(format!(
+                    "{file}: {name} {:?} {:.2} dB, the reference encoder {:.2} dB",
+                    s.format, s.ours, s.reference
+                ));
+            }
+            scores
+        }
+        Err(e) => {
+            failures.push(format!("{file}: {e}"));
+            Vec::new()
+        }
+    }
+}
