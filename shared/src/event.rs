@@ -146,10 +146,14 @@ pub struct Event {
     /// profile), one sentence each.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub warnings: Vec<String>,
-    /// `rendition.completed`: the region a non-centre (`attention`) crop centred on, in the upright
-    /// source's pixels; absent for centred crops and for images without a salient region.
+    /// `rendition.completed`: the region a non-centre (`attention` or `face`) crop centred on, in the
+    /// upright source's pixels: the faces with their headroom when a `face` crop found any, else the
+    /// salient region; absent for centred crops and for images with neither.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub focus: Option<crate::FocusBox>,
+    /// `rendition.completed`: how many faces the detector found, when the preset has a `face` crop.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub faces: Option<u32>,
 }
 
 impl Event {
@@ -174,6 +178,7 @@ impl Event {
             reason: None,
             warnings: vec![],
             focus: None,
+            faces: None,
         }
     }
 

@@ -67,8 +67,8 @@ impl StageTimings {
     }
 }
 
-/// A box in the upright source's pixels (EXIF orientation applied): what an `attention` crop centred
-/// on, so that apps can crop again on the client.
+/// A box in the upright source's pixels (EXIF orientation applied): what an `attention` or `face` crop
+/// centred on, so that apps can crop again on the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FocusBox {
     pub x: u32,
@@ -93,6 +93,10 @@ pub struct RenderResult {
     /// region (a flat or empty image has none: its crops are centred).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub focus: Option<FocusBox>,
+    /// How many faces the detector found, when the preset has a `face` crop (0 when it found none and
+    /// the crop fell back to `attention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faces: Option<u32>,
 }
 
 /// Whether a failed job can ever succeed.

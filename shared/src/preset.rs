@@ -31,6 +31,10 @@ pub enum CropMode {
     /// saturated colour on a small copy, blurred; the crop is centred on the strongest region, as far as
     /// the image allows.
     Attention,
+    /// The faces: a face detector runs on a small upright copy, and the crop is centred on the box around
+    /// the detected faces with headroom above each (as many as fit in the crop, largest first). An image
+    /// without a face falls back to `attention`.
+    Face,
 }
 
 impl CropMode {
@@ -403,6 +407,8 @@ mod tests {
         p.renditions[2].crop = CropMode::Attention;
         assert!(p.validate().unwrap_err().to_string().contains("cover"), "large is inside");
         assert!(PresetCatalog::from_toml(&text.replace("\"attention\"", "\"middle\"")).is_err(), "unknown mode");
+        let face = PresetCatalog::from_toml(&text.replace("\"attention\"", "\"face\"")).unwrap();
+        assert_eq!(face.get("avatar").unwrap().renditions[0].crop, CropMode::Face);
     }
 
     #[test]

@@ -167,6 +167,15 @@ async fn every_message_shape_and_key_encoding() {
         fit = "cover"
         crop = "attention"
         formats = [{ format = "webp", quality = 70 }]
+        [[presets]]
+        name = "portrait"
+        [[presets.renditions]]
+        name = "thumb"
+        width = 150
+        height = 150
+        fit = "cover"
+        crop = "face"
+        formats = [{ format = "jpeg", quality = 85 }]
         "#,
     )
     .unwrap();
@@ -183,6 +192,9 @@ async fn every_message_shape_and_key_encoding() {
     for key in ["manual/sns.jpg", "manual/eventbridge.jpg", "manual/direct.jpg"] {
         env.upload(&setup.bucket, key, photo(300, 200)).await;
     }
+    // A headshot (483x640; its face labelled at 98,78 266x319 in the crop evaluation set).
+    let headshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../worker/tests/fixtures/faces/02-headshot-suit.jpg");
+    env.upload(&setup.bucket, "manual/face.jpg", std::fs::read(headshot).unwrap()).await;
     let s3_event = format!(
         r#"{{"Records":[{{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"{}"}},"object":{{"key":"manual/sns.jpg","size":1000}}}}}}]}}"#,
         setup.bucket
@@ -198,12 +210,17 @@ async fn every_message_shape_and_key_encoding() {
     env.send(&setup.queue_url, &eventbridge).await;
     let direct = serde_json::json!({"v": 1, "bucket": setup.bucket, "key": "manual/direct.jpg", "job_id": "job-direct-1", "preset": "avatar"}).to_string();
     env.send(&setup.queue_url, &direct).await;
+    let face = serde_json::json!({"v": 1, "bucket": setup.bucket, "key": "manual/face.jpg", "job_id": "job-face-1", "preset": "portrait"});
+    env.send(&setup.queue_url, &face.to_string()).await;
     // Renditions must never trigger processing: a notification for a key under the output prefix.
     let loop_guard = s3_event.replace("manual/sns.jpg", "renditions/uploads/x/thumb.jpg");
     env.send(&setup.queue_url, &loop_guard).await;
 
-    let want: Vec<&str> =
-        notified.iter().copied().chain(["manual/sns.jpg", "manual/eventbridge.jpg", "manual/direct.jpg"]).collect();
+    let want: Vec<&str> = notified
+        .iter()
+        .copied()
+        .chain(["manual/sns.jpg", "manual/eventbridge.jpg", "manual/direct.jpg", "manual/face.jpg"])
+        .collect();
     let events = env.wait_events(&setup.stream, WAIT, |e| want.iter().all(|k| completed_for(e, k).is_some())).await;
     for key in notified {
         let e = completed_for(&events, key).unwrap();
@@ -224,6 +241,14 @@ async fn every_message_shape_and_key_encoding() {
     // The attention crop's focus, in the upright source's pixels; none where every crop is centred.
     let focus = direct.focus.expect("the attention crop reports its focus");
     assert!(focus.width > 0 && focus.height > 0 && focus.x + focus.width <= 300 && focus.y + focus.height <= 200);
+    assert_eq!(direct.faces, None, "no face crop, no face count");
+    // The face crop's focus: the face found, with its headroom, and how many faces there were.
+    let face = completed_for(&events, "manual/face.jpg").unwrap();
+    assert_eq!(face.faces, Some(1));
+    let f = face.focus.expect("the face crop reports its focus");
+    let (cx, cy) = (98 + 266 / 2, 78 + 319 / 2);
+    assert!(f.x < cx && cx < f.x + f.width && f.y < cy && cy < f.y + f.height, "{f:?}");
+    assert!(f.x + f.width <= 483 && f.y + f.height <= 640 && f.width < 483, "{f:?}");
     assert_eq!(completed_for(&events, "manual/sns.jpg").unwrap().preset.as_deref(), Some("profile"));
     assert!(events.iter().filter(|e| e.preset.as_deref() == Some("profile")).all(|e| e.focus.is_none()));
     env.wait_queue_empty(&setup.queue_url, WAIT).await;

@@ -34,6 +34,15 @@ fn stages(c: &mut Criterion) {
         g.bench_function("resize (3 renditions, attention crops)", |b| {
             b.iter(|| pipeline::resize_all(black_box(&source), &attention, 6).unwrap())
         });
+        // And by face: a 160 px upright copy through the face detector; these synthetic scenes have no
+        // face, so the crops then fall back to attention (the most a face crop costs).
+        let mut face = preset.clone();
+        for r in face.renditions.iter_mut().filter(|r| r.fit == Fit::Cover) {
+            r.crop = CropMode::Face;
+        }
+        g.bench_function("resize (3 renditions, face crops)", |b| {
+            b.iter(|| pipeline::resize_all(black_box(&source), &face, 6).unwrap())
+        });
         let made = pipeline::resize_all(&source, &preset, 6).unwrap();
         g.bench_function("orient (3 renditions)", |b| {
             b.iter(|| made.renditions.iter().map(|p| orient::apply_raster(p.clone(), 6).width()).sum::<u32>())

@@ -1007,9 +1007,14 @@ fn junk_before_a_marker_is_skipped_as_libjpeg_does() {
 
 /// The profile preset with `thumb` and `medium` cropped by attention.
 fn attention_profile() -> Preset {
+    cropping_profile(imgfleet_shared::CropMode::Attention)
+}
+
+/// The built-in profile preset with `thumb` and `medium` cropped by `mode`.
+fn cropping_profile(mode: imgfleet_shared::CropMode) -> Preset {
     let mut p = Preset::default_profile();
     for r in p.renditions.iter_mut().filter(|r| r.fit == Fit::Cover) {
-        r.crop = imgfleet_shared::CropMode::Attention;
+        r.crop = mode;
     }
     p
 }
@@ -1070,6 +1075,83 @@ fn an_attention_crop_keeps_the_subject_a_centred_crop_cuts_off_and_reports_it_up
         let large =
             |r: &Rendered| r.outputs.iter().filter(|o| o.name == "large").map(|o| o.data.clone()).collect::<Vec<_>>();
         assert_eq!(large(&focused), large(&centred), "orientation {orientation}");
+    }
+}
+
+/// A headshot from the crop evaluation set (483x640, the face labelled at 98,78 266x319) on a wide grey
+/// canvas with its face touching the canvas's left edge, stored turned each of the eight ways.
+#[test]
+fn a_face_crop_finds_a_face_at_the_edge_in_every_orientation() {
+    let photo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/02-headshot-suit.jpg")).unwrap();
+    let (pw, ph, rgb) = decode_jpeg(&photo);
+    let (uw, uh, cut) = (1200u32, ph, 98u32);
+    let mut upright = vec![128u8; (uw * uh * 3) as usize];
+    for y in 0..ph {
+        let row = &rgb[((y * pw + cut) * 3) as usize..((y + 1) * pw * 3) as usize];
+        upright[(y * uw * 3) as usize..][..row.len()].copy_from_slice(row);
+    }
+    let face = (0u32, 78u32, 266u32, 319u32);
+    let upright = Pixels::new(uw, uh, 3, upright);
+    let preset = cropping_profile(imgfleet_shared::CropMode::Face);
+    for orientation in 1..=8u8 {
+        let inverse = match orientation {
+            6 => 8,
+            8 => 6,
+            o => o,
+        };
+        let stored = pipeline::orient::apply(upright.clone(), inverse);
+        let jpeg = with_exif(
+            &jpeg_of(&stored.data, stored.width, stored.height, jpeg_encoder::ColorType::Rgb),
+            u16::from(orientation),
+            false,
+        );
+        let r = render(&jpeg, &preset, &RenderOptions::default()).unwrap();
+        check_outputs(&r);
+        assert_eq!(r.result.faces, Some(1), "orientation {orientation}");
+        let f = r.result.focus.unwrap_or_else(|| panic!("orientation {orientation}: no focus"));
+        assert!(f.x + f.width <= uw && f.y + f.height <= uh, "orientation {orientation}: {f:?} outside");
+        assert!(f.x <= 10, "orientation {orientation}: {f:?} does not reach the edge the face touches");
+        let (cx, cy) = (face.0 + face.2 / 2, face.1 + face.3 / 2);
+        assert!((f.x..f.x + f.width).contains(&cx) && (f.y..f.y + f.height).contains(&cy), "{orientation}: {f:?}");
+        // The square crops (the canvas's height, in the upright image) keep the face: left-aligned.
+        let focus = geometry::Focus::at(
+            f64::from(f.x) + f64::from(f.width) / 2.0,
+            f64::from(f.y) + f64::from(f.height) / 2.0,
+            uw,
+            uh,
+        );
+        let plan = geometry::plan_around(uw, uh, 400, 400, Fit::Cover, Some(focus));
+        assert_eq!(plan.region().0, 0.0, "orientation {orientation}: the crop is pushed to the edge");
+    }
+}
+
+/// A frame cut so tightly that the face is larger than the crop, and the degenerate images: the face
+/// crop renders at the right size with its focus inside the image, never an error.
+#[test]
+fn a_face_crop_of_a_face_larger_than_the_frame_or_of_nothing_is_sane() {
+    let photo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/02-headshot-suit.jpg")).unwrap();
+    let (pw, _, rgb) = decode_jpeg(&photo);
+    // Rows 150..330 of the photo: 483x180, the face (rows 78..397) overflows it above and below.
+    let (top, h) = (150u32, 180u32);
+    let band = rgb[(top * pw * 3) as usize..((top + h) * pw * 3) as usize].to_vec();
+    let jpeg = jpeg_of(&band, pw, h, jpeg_encoder::ColorType::Rgb);
+    let preset = cropping_profile(imgfleet_shared::CropMode::Face);
+    let r = render(&jpeg, &preset, &RenderOptions::default()).unwrap();
+    check_outputs(&r);
+    let f = r.result.focus.expect("a focus: the face, or the salient region");
+    assert!(f.x + f.width <= pw && f.y + f.height <= h && f.width > 0 && f.height > 0, "{f:?}");
+    let thumb = r.outputs.iter().find(|o| o.name == "thumb").unwrap();
+    assert_eq!((thumb.width, thumb.height), (150, 150));
+    // 1x1, strips, all black, all white: no face, no salient region, so the crops stay centred.
+    let centred_preset = Preset::default_profile();
+    for (w, h, value) in [(1, 1, 0u8), (1, 1, 255), (7, 1, 90), (1, 9, 90), (640, 480, 0), (300, 900, 255)] {
+        let jpeg = jpeg_of(&vec![value; (w * h * 3) as usize], w, h, jpeg_encoder::ColorType::Rgb);
+        let centred = render(&jpeg, &centred_preset, &RenderOptions::default()).unwrap();
+        let focused = render(&jpeg, &preset, &RenderOptions::default()).unwrap();
+        check_outputs(&focused);
+        assert_eq!((focused.result.focus, focused.result.faces), (None, Some(0)), "{w}x{h} of {value}");
+        let bytes = |r: &Rendered| r.outputs.iter().map(|o| o.data.clone()).collect::<Vec<_>>();
+        assert_eq!(bytes(&focused), bytes(&centred), "{w}x{h} of {value}");
     }
 }
 

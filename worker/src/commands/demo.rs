@@ -229,7 +229,7 @@ mod tests {
         let file = dir.path().join("presets.toml");
         let attention = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/presets/profile-attention.toml");
         std::fs::copy(attention, &file).unwrap();
-        let report = run(&request("attention", Some(file))).await.unwrap();
+        let report = run(&request("attention", Some(file.clone()))).await.unwrap();
         assert_eq!((report.completed, report.failed), (2, 1));
         let completed: Vec<Event> = events(&report).into_iter().filter(|e| e.kind == EventType::Completed).collect();
         assert_eq!(completed.len(), 2);
@@ -239,6 +239,20 @@ mod tests {
             // The two samples are 2400x1600 and 1600x2400 with no EXIF rotation: stored is upright.
             let (w, h) = (e.source.width.unwrap(), e.source.height.unwrap());
             assert!(f.width > 0 && f.height > 0 && f.x + f.width <= w && f.y + f.height <= h, "{f:?} in {w}x{h}");
+            assert_eq!(e.faces, None, "no face crop, no face count");
+        }
+
+        let face = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/presets/profile-face.toml");
+        std::fs::copy(face, &file).unwrap();
+        let report = run(&request("face", Some(file))).await.unwrap();
+        assert_eq!((report.completed, report.failed), (2, 1));
+        let completed: Vec<Event> = events(&report).into_iter().filter(|e| e.kind == EventType::Completed).collect();
+        assert_eq!(completed.len(), 2);
+        for e in completed {
+            assert_eq!(e.preset.as_deref(), Some("profile-face"));
+            // The samples are synthetic scenes without a face: the face crops fall back to attention.
+            assert_eq!(e.faces, Some(0), "the detector ran and found no face");
+            assert!(e.focus.is_some(), "the fallback's focus");
         }
     }
 }

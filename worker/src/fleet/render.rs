@@ -21,6 +21,7 @@ struct Produced {
     placeholder: String,
     warnings: Vec<String>,
     focus: Option<imgfleet_shared::FocusBox>,
+    faces: Option<u32>,
 }
 
 /// A rendition planned for storage, with its body.
@@ -60,6 +61,7 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
                 event.placeholder = Some(produced.placeholder);
                 event.warnings = produced.warnings;
                 event.focus = produced.focus;
+                event.faces = produced.faces;
                 self.publish(event, Outcome::Completed).await
             }
             Err(failure) => self.settle(event, failure, attempt).await,
@@ -92,7 +94,13 @@ impl<S: ObjectStore, E: EventSink> JobContext<S, E> {
         let timer = self.metrics.time("store");
         let stored = self.store_all(request, &preset, source, outputs).await;
         timings.store_ms = timer.stop();
-        Ok(Produced { renditions: stored?, placeholder: r.placeholder, warnings: r.warnings, focus: r.focus })
+        Ok(Produced {
+            renditions: stored?,
+            placeholder: r.placeholder,
+            warnings: r.warnings,
+            focus: r.focus,
+            faces: r.faces,
+        })
     }
 
     /// Downloads the source within the byte limit.

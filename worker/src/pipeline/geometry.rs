@@ -13,7 +13,7 @@
 //! size up to 2,000 a side and a sample up to the limits.
 
 use super::exif;
-use imgfleet_shared::{Fit, Preset};
+use imgfleet_shared::{CropMode, Fit, Preset};
 
 /// Fixed-point steps per pixel of a crop box. Edges of images up to [`MAX_SIDE`] pixels stay
 /// under 2^52 units, so they, their differences and their sums are exact in `f64`.
@@ -266,12 +266,24 @@ pub fn plans(src_w: u32, src_h: u32, preset: &Preset, orientation: u8) -> Vec<Pl
 
 /// [`plans`], the renditions whose crop is not `centre` centred on `focus` when there is one.
 pub fn plans_around(src_w: u32, src_h: u32, preset: &Preset, orientation: u8, focus: Option<Focus>) -> Vec<Plan> {
+    plans_focused(src_w, src_h, preset, orientation, &|mode| focus.filter(|_| !mode.is_centre()))
+}
+
+/// [`plans`] with each `cover` crop centred on `focus_of` its crop mode (where that gives a point).
+pub fn plans_focused(
+    src_w: u32,
+    src_h: u32,
+    preset: &Preset,
+    orientation: u8,
+    focus_of: &dyn Fn(CropMode) -> Option<Focus>,
+) -> Vec<Plan> {
     preset
         .renditions
         .iter()
         .map(|r| {
             let (bw, bh) = if exif::transposes(orientation) { (r.height, r.width) } else { (r.width, r.height) };
-            plan_around(src_w, src_h, bw, bh, r.fit, focus.filter(|_| !r.crop.is_centre()))
+            let focus = if r.crop.is_centre() { None } else { focus_of(r.crop) };
+            plan_around(src_w, src_h, bw, bh, r.fit, focus)
         })
         .collect()
 }

@@ -11,7 +11,9 @@
 //! the shrink factor, which image each rendition is cut from) is a pure function of the sizes, the
 //! orientation and the preset, exact by construction: [`geometry`]. The one input from the pixels:
 //! a `cover` rendition whose preset asks for an `attention` crop is centred on the salient region
-//! [`attention`] finds on a small copy of the (shrunk) source, made before any rendition.
+//! [`attention`] finds on a small copy of the (shrunk) source, and one asking for a `face` crop on the
+//! faces [`face`] finds on a small upright copy (or, without a face, on the salient region); both
+//! copies are made before any rendition.
 
 // The stages, in the order an image meets them; none imports another.
 pub mod colour;
@@ -24,6 +26,7 @@ pub mod sniff;
 // What the stages stand on.
 pub mod attention;
 pub mod exif;
+pub mod face;
 pub mod geometry;
 mod libjpeg;
 mod libwebp;
@@ -34,7 +37,7 @@ use decode::DecodeError;
 use encode::EncodeError;
 use geometry::{Ratio, Source};
 use imgfleet_shared::outcome::{FocusBox, RenditionInfo, SourceInfo, StageTimings};
-use imgfleet_shared::{ErrorKind, Fit, ImageFormat, Limits, Preset, RenderResult};
+use imgfleet_shared::{CropMode, ErrorKind, Fit, ImageFormat, Limits, Preset, RenderResult};
 use pixels::{Pixels, Raster};
 use resize::ResizeError;
 use sniff::SniffError;
@@ -165,7 +168,7 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
     timings.resize_ms = clock.lap();
 
     // Turned upright and, for wide-gamut RGB sources, converted to sRGB now that they are small.
-    let focus = made.focus;
+    let (focus, faces) = (made.focus, made.faces);
     let upright: Vec<Raster> =
         made.renditions.into_iter().map(|r| converter.apply_raster(orient::apply_raster(r, orientation))).collect();
     let thumb = converter.apply(orient::apply(thumb.into_pixels(), orientation));
@@ -180,7 +183,7 @@ fn render_inner(bytes: &[u8], preset: &Preset, options: &RenderOptions) -> Resul
         let (x, y, width, height) = orient::upright_box(b, size, orientation);
         FocusBox { x, y, width, height }
     });
-    let result = RenderResult { source: source_info, renditions, placeholder, timings, warnings, focus };
+    let result = RenderResult { source: source_info, renditions, placeholder, timings, warnings, focus, faces };
     Ok(Rendered { result, outputs })
 }
 
@@ -226,9 +229,12 @@ pub struct Made {
     pub renditions: Vec<Raster>,
     /// Index (into `renditions`) of the smallest full-frame rendition smaller than the source.
     smallest_frame: Option<usize>,
-    /// The salient region the `attention` crops centred on (left, top, width, height in the stored
-    /// source's pixels), when the preset has such a crop and the image such a region.
+    /// The region the non-centre crops centred on (left, top, width, height in the stored source's
+    /// pixels): the faces with their headroom when the preset has `face` crops and the image faces, else
+    /// the salient region when there is one and a crop that uses it.
     pub focus: Option<(u32, u32, u32, u32)>,
+    /// How many faces were found, when the preset has a `face` crop.
+    pub faces: Option<u32>,
 }
 
 /// Resizes every rendition of `preset` from `source` (stored orientation), largest first, cutting
@@ -262,15 +268,30 @@ pub fn resize_all_shrunk(
     };
     // Crops that follow the image's content are placed once its salient region is known; the crops'
     // sizes, and so how far the source could be shrunk, do not depend on where they are.
-    let focus = salient_region(base, size, preset)?;
-    let plans = match focus {
-        Some((l, t, w, h)) => {
-            let centre =
-                geometry::Focus::at(f64::from(l) + f64::from(w) / 2.0, f64::from(t) + f64::from(h) / 2.0, src_w, src_h);
-            geometry::plans_around(src_w, src_h, preset, orientation, Some(centre))
-        }
-        None => plans,
+    let uses = |mode: CropMode| preset.renditions.iter().any(|r| r.fit == Fit::Cover && r.crop == mode);
+    let faces = if uses(CropMode::Face) { Some(face_region(base, size, preset, orientation)?) } else { None };
+    let face_focus = faces.and_then(|(focus, _)| focus);
+    // Attention crops, and face crops where no face was found, centre on the salient region.
+    let salient = if uses(CropMode::Attention) || (faces.is_some() && face_focus.is_none()) {
+        salient_region(base, size)?
+    } else {
+        None
     };
+    let centre = |(l, t, w, h): (u32, u32, u32, u32)| {
+        geometry::Focus::at(f64::from(l) + f64::from(w) / 2.0, f64::from(t) + f64::from(h) / 2.0, src_w, src_h)
+    };
+    let box_of = |mode: CropMode| match mode {
+        CropMode::Centre => None,
+        CropMode::Attention => salient,
+        CropMode::Face => face_focus.or(salient),
+    };
+    let plans = if salient.is_some() || face_focus.is_some() {
+        geometry::plans_focused(src_w, src_h, preset, orientation, &|mode| box_of(mode).map(centre))
+    } else {
+        plans
+    };
+    // Reported: what the face crops centred on when there are any, else what the attention crops did.
+    let focus = if faces.is_some() { box_of(CropMode::Face) } else { salient };
     let base_scale = Ratio::new(1, u64::from(k));
     // Renditions are made in the stored orientation; chroma is laid for the upright image.
     let mirrored = orient::mirrored_axes(orientation);
@@ -286,20 +307,51 @@ pub fn resize_all_shrunk(
             smallest_frame = Some(step.rendition);
         }
     }
-    Ok(Made { renditions: out.into_iter().flatten().collect(), smallest_frame, focus })
+    Ok(Made { renditions: out.into_iter().flatten().collect(), smallest_frame, focus, faces: faces.map(|(_, n)| n) })
 }
 
-/// The salient region of a `size` source (stored orientation) that `base` holds, possibly box-shrunk, in
-/// the source's pixels ([`attention`], on a copy at most [`attention::SIDE`] a side): only when a
-/// `cover` rendition of `preset` crops by attention.
-fn salient_region(
+/// The box the `face` crops of `preset` centre on, for a `size` source (stored orientation) that `base`
+/// holds, possibly box-shrunk, in the source's pixels, and how many faces [`face::detect`] found on an
+/// upright copy at most [`face::SIDE`] a side. `None` for the box when it found none.
+fn face_region(
     base: &Raster,
     size: (u32, u32),
     preset: &Preset,
-) -> Result<Option<(u32, u32, u32, u32)>, ResizeError> {
-    if !preset.renditions.iter().any(|r| r.fit == Fit::Cover && !r.crop.is_centre()) {
-        return Ok(None);
-    }
+    orientation: u8,
+) -> Result<(Option<(u32, u32, u32, u32)>, u32), ResizeError> {
+    let side = face::SIDE;
+    let plan = geometry::plan(base.width(), base.height(), side, side, Fit::Inside);
+    let small = orient::apply(resize::resize_raster(base, &plan, (false, false))?.into_pixels(), orientation);
+    let faces = face::detect(&small);
+    let upright = if exif::transposes(orientation) { (size.1, size.0) } else { size };
+    let (sx, sy) = (f64::from(upright.0) / f64::from(small.width), f64::from(upright.1) / f64::from(small.height));
+    let rects: Vec<face::Rect> = faces
+        .iter()
+        .map(|f| (f64::from(f.left) * sx, f64::from(f.top) * sy, f64::from(f.width) * sx, f64::from(f.height) * sy))
+        .collect();
+    // The crops the face renditions cut, in the upright source's pixels (where they sit does not matter).
+    let crops: Vec<(f64, f64)> = preset
+        .renditions
+        .iter()
+        .filter(|r| r.fit == Fit::Cover && r.crop == CropMode::Face)
+        .map(|r| {
+            let (_, _, w, h) = geometry::plan(upright.0, upright.1, r.width, r.height, Fit::Cover).region();
+            (w, h)
+        })
+        .collect();
+    let focus = face::focus(&rects, f64::from(upright.0), &crops).map(|(l, t, w, h)| {
+        // Rounded outwards, within the image.
+        let (left, top) = ((l.floor() as u32).min(upright.0 - 1), (t.floor() as u32).min(upright.1 - 1));
+        let right = ((l + w).ceil() as u32).clamp(left + 1, upright.0);
+        let bottom = ((t + h).ceil() as u32).clamp(top + 1, upright.1);
+        orient::stored_box((left, top, right - left, bottom - top), size, orientation)
+    });
+    Ok((focus, u32::try_from(faces.len()).unwrap_or(u32::MAX)))
+}
+
+/// The salient region of a `size` source (stored orientation) that `base` holds, possibly box-shrunk, in
+/// the source's pixels ([`attention`], on a copy at most [`attention::SIDE`] a side).
+fn salient_region(base: &Raster, size: (u32, u32)) -> Result<Option<(u32, u32, u32, u32)>, ResizeError> {
     let side = attention::SIDE;
     let plan = geometry::plan(base.width(), base.height(), side, side, Fit::Inside);
     let small = resize::resize_raster(base, &plan, (false, false))?.into_pixels();

@@ -56,6 +56,18 @@ pub fn upright_box(b: (u32, u32, u32, u32), (w, h): (u32, u32), orientation: u8)
     }
 }
 
+/// The inverse of [`upright_box`]: where a box of the upright image lies in the stored `w` x `h` image.
+pub fn stored_box(b: (u32, u32, u32, u32), (w, h): (u32, u32), orientation: u8) -> (u32, u32, u32, u32) {
+    // Turning back is turning by the inverse orientation: 6 and 8 are each other's, the rest their own.
+    let inverse = match orientation {
+        6 => 8,
+        8 => 6,
+        o => o,
+    };
+    let upright = if transposes(orientation) { (h, w) } else { (w, h) };
+    upright_box(b, upright, inverse)
+}
+
 /// Returns the image turned as `orientation` says (1 or unknown: unchanged).
 pub fn apply(src: Pixels, orientation: u8) -> Pixels {
     if !(2..=8).contains(&orientation) {
@@ -127,6 +139,7 @@ mod tests {
                             .map(|(u, v)| u8::from((x..x + ow).contains(&u) && (y..y + oh).contains(&v)))
                             .collect();
                         assert_eq!(turned.data, want, "{w}x{h} box {left},{top} {bw}x{bh} orientation {orientation}");
+                        assert_eq!(stored_box((x, y, ow, oh), (w, h), orientation), (left, top, bw, bh), "back");
                     }
                 }
             }
