@@ -1082,7 +1082,8 @@ fn an_attention_crop_keeps_the_subject_a_centred_crop_cuts_off_and_reports_it_up
 /// canvas with its face touching the canvas's left edge, stored turned each of the eight ways.
 #[test]
 fn a_face_crop_finds_a_face_at_the_edge_in_every_orientation() {
-    let photo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/02-headshot-suit.jpg")).unwrap();
+    let photo =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/02-headshot-suit.jpg")).unwrap();
     let (pw, ph, rgb) = decode_jpeg(&photo);
     let (uw, uh, cut) = (1200u32, ph, 98u32);
     let mut upright = vec![128u8; (uw * uh * 3) as usize];
@@ -1129,7 +1130,8 @@ fn a_face_crop_finds_a_face_at_the_edge_in_every_orientation() {
 /// crop renders at the right size with its focus inside the image, never an error.
 #[test]
 fn a_face_crop_of_a_face_larger_than_the_frame_or_of_nothing_is_sane() {
-    let photo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/02-headshot-suit.jpg")).unwrap();
+    let photo =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/02-headshot-suit.jpg")).unwrap();
     let (pw, _, rgb) = decode_jpeg(&photo);
     // Rows 150..330 of the photo: 483x180, the face (rows 78..397) overflows it above and below.
     let (top, h) = (150u32, 180u32);

@@ -310,6 +310,9 @@ pub fn resize_all_shrunk(
     Ok(Made { renditions: out.into_iter().flatten().collect(), smallest_frame, focus, faces: faces.map(|(_, n)| n) })
 }
 
+/// A box in the stored source's pixels: left, top, width, height.
+type SourceBox = (u32, u32, u32, u32);
+
 /// The box the `face` crops of `preset` centre on, for a `size` source (stored orientation) that `base`
 /// holds, possibly box-shrunk, in the source's pixels, and how many faces [`face::detect`] found on an
 /// upright copy at most [`face::SIDE`] a side. `None` for the box when it found none.
@@ -318,7 +321,7 @@ fn face_region(
     size: (u32, u32),
     preset: &Preset,
     orientation: u8,
-) -> Result<(Option<(u32, u32, u32, u32)>, u32), ResizeError> {
+) -> Result<(Option<SourceBox>, u32), ResizeError> {
     let side = face::SIDE;
     let plan = geometry::plan(base.width(), base.height(), side, side, Fit::Inside);
     let small = orient::apply(resize::resize_raster(base, &plan, (false, false))?.into_pixels(), orientation);

@@ -89,7 +89,7 @@ pub fn detect(image: &Pixels) -> Vec<Face> {
         let cells = rows * cols;
         for i in 0..cells {
             let score = (sigmoid(cls.data[i]) * sigmoid(obj.data[i])).sqrt();
-            if !(score >= MIN_SCORE) {
+            if score.is_nan() || score < MIN_SCORE {
                 continue;
             }
             let s = stride as f32;

@@ -179,7 +179,10 @@ impl Net {
     /// obj and bbox (before any sigmoid) at strides 8, 16 and 32, each channels first.
     pub fn run(&self, input: Tensor) -> Vec<Tensor> {
         assert!(
-            input.channels == 3 && input.height % ALIGN == 0 && input.width % ALIGN == 0 && input.height > 0,
+            input.channels == 3
+                && input.height.is_multiple_of(ALIGN)
+                && input.width.is_multiple_of(ALIGN)
+                && input.height > 0,
             "network input {}x{}x{}",
             input.channels,
             input.height,
