@@ -2,8 +2,9 @@
 //! `worker/models/yunet_n.bin` (written by `worker/models/make_yunet.py` from the network's ONNX
 //! export) in order. Four kinds are enough: convolution (3x3, depthwise 3x3 and 1x1, with an optional
 //! ReLU), 2x2 max pooling, and a nearest-neighbour x2 upsampling added to a skip connection. Tensors
-//! are `f32`, channels first. The 1x1 convolutions (nearly all of the arithmetic) take four output
-//! channels per pass over the input, in loops the compiler vectorises.
+//! are `f32`, channels first. The 1x1 convolutions (most of the arithmetic) take four output
+//! channels per pass over the input, and the depthwise 3x3 ones three taps per pass, in loops the
+//! compiler vectorises.
 
 use std::sync::OnceLock;
 
@@ -267,46 +268,75 @@ fn pointwise(x: &Tensor, c: &Conv, out: &mut Tensor) {
     }
 }
 
-/// Any other convolution (the first 3x3 stride-2 one, the depthwise 3x3 ones): for each weight, a
-/// multiply-add of the shifted input rows it touches into the output rows.
+/// Any other convolution: the depthwise 3x3 ones by [`depthwise3`]; otherwise (the first, 3x3 with
+/// stride 2) for each input channel, kernel offset and output row, the input values that offset reads
+/// are gathered once into a row (zeros where it falls in the padding), then multiplied into every
+/// output channel of the group.
 fn direct(x: &Tensor, c: &Conv, out: &mut Tensor) {
     let (oh, ow) = (out.height, out.width);
     let (ih, iw) = (x.height as isize, x.width as isize);
     let (k, s, pad) = (c.kernel, c.stride as isize, c.pad as isize);
     let per_group_in = c.in_channels / c.groups;
     let per_group_out = c.out_channels / c.groups;
+    if k == 3 && s == 1 && pad == 1 && per_group_in == 1 && per_group_out == 1 {
+        return depthwise3(x, c, out);
+    }
     for co in 0..c.out_channels {
-        let plane = &mut out.data[co * oh * ow..(co + 1) * oh * ow];
-        plane.fill(c.bias[co]);
-        let g = co / per_group_out;
-        for ci_local in 0..per_group_in {
-            let xs = x.plane(g * per_group_in + ci_local);
-            for ky in 0..k {
+        out.data[co * oh * ow..(co + 1) * oh * ow].fill(c.bias[co]);
+    }
+    let mut gathered = vec![0f32; ow];
+    for ci in 0..c.in_channels {
+        let (g, ci_local) = (ci / per_group_in, ci % per_group_in);
+        let xs = x.plane(ci);
+        for ky in 0..k {
+            for oy in 0..oh {
+                let iy = oy as isize * s + ky as isize - pad;
+                if iy < 0 || iy >= ih {
+                    continue;
+                }
+                let row = &xs[iy as usize * iw as usize..(iy as usize + 1) * iw as usize];
                 for kx in 0..k {
-                    let w = c.weights[((co * per_group_in + ci_local) * k + ky) * k + kx];
-                    // The output columns whose input column ox*s + kx - pad lies inside the image.
                     let dx = kx as isize - pad;
-                    let ox_lo = if dx >= 0 { 0 } else { ((-dx + s - 1) / s) as usize };
-                    let ox_hi = (((iw - 1 - dx).div_euclid(s)) + 1).clamp(0, ow as isize) as usize;
-                    if ox_lo >= ox_hi {
-                        continue;
+                    for (ox, v) in gathered.iter_mut().enumerate() {
+                        let ix = ox as isize * s + dx;
+                        *v = if ix >= 0 && ix < iw { row[ix as usize] } else { 0.0 };
                     }
-                    for oy in 0..oh {
-                        let iy = oy as isize * s + ky as isize - pad;
-                        if iy < 0 || iy >= ih {
-                            continue;
-                        }
-                        let row = &xs[iy as usize * iw as usize..(iy as usize + 1) * iw as usize];
-                        let orow = &mut plane[oy * ow..(oy + 1) * ow];
-                        let start = (ox_lo as isize * s + dx) as usize;
-                        if s == 1 {
-                            let src = &row[start..start + (ox_hi - ox_lo)];
-                            orow[ox_lo..ox_hi].iter_mut().zip(src).for_each(|(o, &v)| *o += w * v);
-                        } else {
-                            let src = row[start..].iter().step_by(s as usize);
-                            orow[ox_lo..ox_hi].iter_mut().zip(src).for_each(|(o, &v)| *o += w * v);
-                        }
+                    for co in g * per_group_out..(g + 1) * per_group_out {
+                        let w = c.weights[((co * per_group_in + ci_local) * k + ky) * k + kx];
+                        let orow = &mut out.data[(co * oh + oy) * ow..(co * oh + oy + 1) * ow];
+                        orow.iter_mut().zip(&gathered).for_each(|(o, &v)| *o += w * v);
                     }
+                }
+            }
+        }
+    }
+}
+
+/// A depthwise 3x3 convolution, stride 1, padding 1: each output row takes three input rows, each
+/// row's three taps in one pass.
+fn depthwise3(x: &Tensor, c: &Conv, out: &mut Tensor) {
+    let (h, w) = (x.height, x.width);
+    for ch in 0..x.channels {
+        let xs = x.plane(ch);
+        let taps = &c.weights[ch * 9..ch * 9 + 9];
+        let plane = &mut out.data[ch * h * w..(ch + 1) * h * w];
+        plane.fill(c.bias[ch]);
+        for oy in 0..h {
+            let orow = &mut plane[oy * w..(oy + 1) * w];
+            for ky in 0..3 {
+                let Some(iy) = (oy + ky).checked_sub(1).filter(|&iy| iy < h) else { continue };
+                let row = &xs[iy * w..(iy + 1) * w];
+                let (w0, w1, w2) = (taps[ky * 3], taps[ky * 3 + 1], taps[ky * 3 + 2]);
+                if w == 1 {
+                    orow[0] += w1 * row[0];
+                    continue;
+                }
+                orow[0] += w1 * row[0] + w2 * row[1];
+                orow[w - 1] += w0 * row[w - 2] + w1 * row[w - 1];
+                for (o, ((&a, &b), &d)) in
+                    orow[1..w - 1].iter_mut().zip(row[..w - 2].iter().zip(&row[1..w - 1]).zip(&row[2..]))
+                {
+                    *o += w0 * a + w1 * b + w2 * d;
                 }
             }
         }
