@@ -1010,6 +1010,13 @@ fn attention_profile() -> Preset {
     cropping_profile(imgfleet_shared::CropMode::Attention)
 }
 
+/// A JPEG of `upright` stored turned the other way, with EXIF `orientation` saying how to turn it back.
+fn stored_turned(upright: &Pixels, orientation: u8) -> Vec<u8> {
+    let stored = pipeline::orient::apply(upright.clone(), pipeline::orient::inverse(orientation));
+    let jpeg = jpeg_of(&stored.data, stored.width, stored.height, jpeg_encoder::ColorType::Rgb);
+    with_exif(&jpeg, u16::from(orientation), false)
+}
+
 /// The built-in profile preset with `thumb` and `medium` cropped by `mode`.
 fn cropping_profile(mode: imgfleet_shared::CropMode) -> Preset {
     let mut p = Preset::default_profile();
@@ -1038,17 +1045,7 @@ fn an_attention_crop_keeps_the_subject_a_centred_crop_cuts_off_and_reports_it_up
     }
     let upright = Pixels::new(uw, uh, 3, upright);
     for orientation in 1..=8u8 {
-        let inverse = match orientation {
-            6 => 8,
-            8 => 6,
-            o => o,
-        };
-        let stored = pipeline::orient::apply(upright.clone(), inverse);
-        let jpeg = with_exif(
-            &jpeg_of(&stored.data, stored.width, stored.height, jpeg_encoder::ColorType::Rgb),
-            u16::from(orientation),
-            false,
-        );
+        let jpeg = stored_turned(&upright, orientation);
         let centred = render(&jpeg, &Preset::default_profile(), &RenderOptions::default()).unwrap();
         let focused = render(&jpeg, &attention_profile(), &RenderOptions::default()).unwrap();
         check_outputs(&focused);
@@ -1095,17 +1092,7 @@ fn a_face_crop_finds_a_face_at_the_edge_in_every_orientation() {
     let upright = Pixels::new(uw, uh, 3, upright);
     let preset = cropping_profile(imgfleet_shared::CropMode::Face);
     for orientation in 1..=8u8 {
-        let inverse = match orientation {
-            6 => 8,
-            8 => 6,
-            o => o,
-        };
-        let stored = pipeline::orient::apply(upright.clone(), inverse);
-        let jpeg = with_exif(
-            &jpeg_of(&stored.data, stored.width, stored.height, jpeg_encoder::ColorType::Rgb),
-            u16::from(orientation),
-            false,
-        );
+        let jpeg = stored_turned(&upright, orientation);
         let r = render(&jpeg, &preset, &RenderOptions::default()).unwrap();
         check_outputs(&r);
         assert_eq!(r.result.faces, Some(1), "orientation {orientation}");

@@ -58,14 +58,17 @@ pub fn upright_box(b: (u32, u32, u32, u32), (w, h): (u32, u32), orientation: u8)
 
 /// The inverse of [`upright_box`]: where a box of the upright image lies in the stored `w` x `h` image.
 pub fn stored_box(b: (u32, u32, u32, u32), (w, h): (u32, u32), orientation: u8) -> (u32, u32, u32, u32) {
-    // Turning back is turning by the inverse orientation: 6 and 8 are each other's, the rest their own.
-    let inverse = match orientation {
+    let upright = if transposes(orientation) { (h, w) } else { (w, h) };
+    upright_box(b, upright, inverse(orientation))
+}
+
+/// The orientation that turns an image back: 6 and 8 are each other's inverse, the rest their own.
+pub fn inverse(orientation: u8) -> u8 {
+    match orientation {
         6 => 8,
         8 => 6,
         o => o,
-    };
-    let upright = if transposes(orientation) { (h, w) } else { (w, h) };
-    upright_box(b, upright, inverse)
+    }
 }
 
 /// Returns the image turned as `orientation` says (1 or unknown: unchanged).
@@ -192,11 +195,6 @@ mod tests {
     fn each_orientation_puts_the_top_left_marker_top_left() {
         // Display image 3x2: values 0..6, row-major; stored = inverse transform applied.
         let display = Pixels::new(3, 2, 1, (0..6).collect());
-        let inverse = |o: u8| match o {
-            6 => 8,
-            8 => 6,
-            o => o,
-        };
         for o in 1..=8 {
             let stored = apply(display.clone(), inverse(o));
             assert_eq!(apply(stored, o), display, "orientation {o}");
