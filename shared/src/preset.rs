@@ -2,8 +2,8 @@
 //!
 //! A [`Preset`] is a list of [`RenditionSpec`]s; each names a box, a [`Fit`] and the output formats.
 //! Operators define their own in a TOML file ([`PresetCatalog::from_toml`]); without one the built-in
-//! profile-photo preset ([`Preset::default_profile`]) applies: `thumb` 150x150 cover, `medium` 400x400
-//! cover, `large` inside 800x800, each as JPEG q85 and WebP q80.
+//! profile-photo preset ([`Preset::default_profile`]) applies: `thumb` 150x150 and `medium` 400x400 cover,
+//! cropped around the faces, `large` inside 800x800, each as JPEG q85 and WebP q80.
 
 use crate::ImageFormat;
 use serde::{Deserialize, Serialize};
@@ -160,22 +160,30 @@ impl Preset {
     /// The built-in profile-photo preset.
     pub fn default_profile() -> Self {
         let formats = vec![OutputSpec::new(ImageFormat::Jpeg, 85), OutputSpec::new(ImageFormat::Webp, 80)];
-        let spec = |name: &str, side, fit| RenditionSpec {
+        let spec = |name: &str, side, fit, crop| RenditionSpec {
             name: name.to_owned(),
             width: side,
             height: side,
             fit,
-            crop: CropMode::Centre,
+            crop,
             formats: formats.clone(),
         };
         Self {
             name: "profile".to_owned(),
             renditions: vec![
-                spec("thumb", 150, Fit::Cover),
-                spec("medium", 400, Fit::Cover),
-                spec("large", 800, Fit::Inside),
+                spec("thumb", 150, Fit::Cover, CropMode::Face),
+                spec("medium", 400, Fit::Cover, CropMode::Face),
+                spec("large", 800, Fit::Inside, CropMode::Centre),
             ],
         }
+    }
+
+    /// This preset with every `cover` rendition cropped by `mode` (`inside` renditions never crop).
+    pub fn with_crop(mut self, mode: CropMode) -> Self {
+        for r in self.renditions.iter_mut().filter(|r| r.fit == Fit::Cover) {
+            r.crop = mode;
+        }
+        self
     }
 
     /// Checks names, sizes, qualities and formats; everything a worker relies on later.
@@ -318,6 +326,29 @@ mod tests {
         for r in &p.renditions {
             assert_eq!(r.formats, [OutputSpec::new(ImageFormat::Jpeg, 85), OutputSpec::new(ImageFormat::Webp, 80)]);
         }
+        let crops: Vec<_> = p.renditions.iter().map(|r| r.crop).collect();
+        assert_eq!(crops, [CropMode::Face, CropMode::Face, CropMode::Centre], "issue 20: face crops on the covers");
+    }
+
+    #[test]
+    fn with_crop_sets_every_cover_rendition_and_only_those() {
+        for mode in [CropMode::Centre, CropMode::Attention, CropMode::Face] {
+            let p = Preset::default_profile().with_crop(mode);
+            p.validate().unwrap();
+            let crops: Vec<_> = p.renditions.iter().map(|r| r.crop).collect();
+            assert_eq!(crops, [mode, mode, CropMode::Centre], "{mode:?}");
+        }
+        let centred = Preset::default_profile().with_crop(CropMode::Centre);
+        assert!(!serde_json::to_string(&centred).unwrap().contains("crop"), "absent when centre");
+        // The example files say the same: profile-centre.toml is the built-in with centred crops (the preset
+        // before issue 20), profile-face.toml the built-in itself.
+        let example = |file: &str| {
+            let path = format!("{}/../loadtest/presets/{file}", env!("CARGO_MANIFEST_DIR"));
+            let p = PresetCatalog::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap().presets.remove(0);
+            Preset { name: "profile".into(), ..p }
+        };
+        assert_eq!(example("profile-centre.toml"), centred);
+        assert_eq!(example("profile-face.toml"), Preset::default_profile());
     }
 
     #[test]
@@ -377,7 +408,7 @@ mod tests {
 
     #[test]
     fn attention_crop_is_for_cover_only_and_leaves_other_fingerprints_alone() {
-        let base = Preset::default_profile();
+        let base = Preset::default_profile().with_crop(CropMode::Centre);
         assert!(!serde_json::to_string(&base).unwrap().contains("crop"), "absent when centre");
         let text = r#"
             [[presets]]

@@ -4,13 +4,18 @@ mod common;
 
 use base64::Engine as _;
 use common::*;
-use imgfleet_shared::{ErrorKind, Fit, ImageFormat, OutputSpec, Preset, RenditionSpec};
+use imgfleet_shared::{CropMode, ErrorKind, Fit, ImageFormat, OutputSpec, Preset, RenditionSpec};
 use imgfleet_worker::pipeline::pixels::Pixels;
 use imgfleet_worker::pipeline::{self, RenderOptions, Rendered, geometry, render, resize, shrink};
 use jpeg_encoder::ColorType;
 
+/// The built-in preset with centred crops: what these tests compare geometry and pixels against.
+fn centred() -> Preset {
+    Preset::default_profile().with_crop(CropMode::Centre)
+}
+
 fn run(bytes: &[u8]) -> Rendered {
-    render(bytes, &Preset::default_profile(), &RenderOptions::default()).expect("renders")
+    render(bytes, &centred(), &RenderOptions::default()).expect("renders")
 }
 
 /// Every output decodes to its declared size and format, and the result lists each one.
@@ -372,14 +377,14 @@ fn limits_are_checked_from_the_header() {
         limits: imgfleet_shared::Limits { max_source_pixels: 100_000, ..Default::default() },
         ..Default::default()
     };
-    let err = render(&bytes, &Preset::default_profile(), &tight).unwrap_err();
+    let err = render(&bytes, &centred(), &tight).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge);
     assert!(err.to_string().contains("800x600"), "{err}");
     let small = RenderOptions {
         limits: imgfleet_shared::Limits { max_source_bytes: 100, ..Default::default() },
         ..Default::default()
     };
-    assert_eq!(render(&bytes, &Preset::default_profile(), &small).unwrap_err().kind(), ErrorKind::TooLarge);
+    assert_eq!(render(&bytes, &centred(), &small).unwrap_err().kind(), ErrorKind::TooLarge);
 }
 
 #[test]
@@ -394,7 +399,7 @@ fn name_never_decides_the_format() {
     let request = ProcessRequest {
         inputs: vec![],
         out_dir: None,
-        preset: Preset::default_profile(),
+        preset: centred(),
         options: RenderOptions::default(),
         jobs: 1,
     };
@@ -413,7 +418,7 @@ fn cascade_matches_a_direct_resize() {
     // straight from the full image.
     let (w, h) = (2400u32, 1800u32);
     let source = Pixels::new(w, h, 3, photo_rgb(w, h));
-    let preset = Preset::default_profile();
+    let preset = centred();
     let made = pipeline::resize_all(&source.clone().into(), &preset, 1).unwrap();
     for (spec, cascaded) in preset.renditions.iter().zip(made.renditions) {
         let cascaded = cascaded.into_pixels();
@@ -434,7 +439,7 @@ fn shrink_before_lanczos_matches_a_direct_resize() {
     let (w, h) = (3000u32, 2000u32);
     let rgb = photo_rgb(w, h);
     let full = Pixels::new(w, h, 3, rgb.clone());
-    let preset = Preset::default_profile();
+    let preset = centred();
     let mut jpeg = Vec::new();
     let mut e = jpeg_encoder::Encoder::new(&mut jpeg, 95);
     e.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
@@ -937,7 +942,7 @@ fn gif_still() -> Vec<u8> {
 
 #[test]
 fn a_preset_can_ask_for_progressive_jpeg() {
-    let mut preset = Preset::default_profile();
+    let mut preset = centred();
     for r in &mut preset.renditions {
         r.formats[0].progressive = true;
     }
@@ -1007,7 +1012,7 @@ fn junk_before_a_marker_is_skipped_as_libjpeg_does() {
 
 /// The profile preset with `thumb` and `medium` cropped by attention.
 fn attention_profile() -> Preset {
-    cropping_profile(imgfleet_shared::CropMode::Attention)
+    cropping_profile(CropMode::Attention)
 }
 
 /// A JPEG of `upright` stored turned the other way, with EXIF `orientation` saying how to turn it back.
@@ -1018,12 +1023,8 @@ fn stored_turned(upright: &Pixels, orientation: u8) -> Vec<u8> {
 }
 
 /// The built-in profile preset with `thumb` and `medium` cropped by `mode`.
-fn cropping_profile(mode: imgfleet_shared::CropMode) -> Preset {
-    let mut p = Preset::default_profile();
-    for r in p.renditions.iter_mut().filter(|r| r.fit == Fit::Cover) {
-        r.crop = mode;
-    }
-    p
+fn cropping_profile(mode: CropMode) -> Preset {
+    Preset::default_profile().with_crop(mode)
 }
 
 /// Pixels of a decoded RGB rendition close to `colour` (each channel within 40).
@@ -1046,7 +1047,7 @@ fn an_attention_crop_keeps_the_subject_a_centred_crop_cuts_off_and_reports_it_up
     let upright = Pixels::new(uw, uh, 3, upright);
     for orientation in 1..=8u8 {
         let jpeg = stored_turned(&upright, orientation);
-        let centred = render(&jpeg, &Preset::default_profile(), &RenderOptions::default()).unwrap();
+        let centred = render(&jpeg, &centred(), &RenderOptions::default()).unwrap();
         let focused = render(&jpeg, &attention_profile(), &RenderOptions::default()).unwrap();
         check_outputs(&focused);
         assert_eq!(centred.result.focus, None, "orientation {orientation}: no focus without an attention crop");
@@ -1076,7 +1077,8 @@ fn an_attention_crop_keeps_the_subject_a_centred_crop_cuts_off_and_reports_it_up
 }
 
 /// A headshot from the crop evaluation set (483x640, the face labelled at 98,78 266x319) on a wide grey
-/// canvas with its face touching the canvas's left edge, stored turned each of the eight ways.
+/// canvas with its face touching the canvas's left edge, stored turned each of the eight ways. The built-in
+/// preset's crops are these face crops.
 #[test]
 fn a_face_crop_finds_a_face_at_the_edge_in_every_orientation() {
     let photo =
@@ -1090,7 +1092,8 @@ fn a_face_crop_finds_a_face_at_the_edge_in_every_orientation() {
     }
     let face = (0u32, 78u32, 266u32, 319u32);
     let upright = Pixels::new(uw, uh, 3, upright);
-    let preset = cropping_profile(imgfleet_shared::CropMode::Face);
+    let preset = Preset::default_profile();
+    assert_eq!(preset, cropping_profile(CropMode::Face));
     for orientation in 1..=8u8 {
         let jpeg = stored_turned(&upright, orientation);
         let r = render(&jpeg, &preset, &RenderOptions::default()).unwrap();
@@ -1124,7 +1127,7 @@ fn a_face_crop_of_a_face_larger_than_the_frame_or_of_nothing_is_sane() {
     let (top, h) = (150u32, 180u32);
     let band = rgb[(top * pw * 3) as usize..((top + h) * pw * 3) as usize].to_vec();
     let jpeg = jpeg_of(&band, pw, h, jpeg_encoder::ColorType::Rgb);
-    let preset = cropping_profile(imgfleet_shared::CropMode::Face);
+    let preset = cropping_profile(CropMode::Face);
     let r = render(&jpeg, &preset, &RenderOptions::default()).unwrap();
     check_outputs(&r);
     let f = r.result.focus.expect("a focus: the face, or the salient region");
@@ -1132,7 +1135,7 @@ fn a_face_crop_of_a_face_larger_than_the_frame_or_of_nothing_is_sane() {
     let thumb = r.outputs.iter().find(|o| o.name == "thumb").unwrap();
     assert_eq!((thumb.width, thumb.height), (150, 150));
     // 1x1, strips, all black, all white: no face, no salient region, so the crops stay centred.
-    let centred_preset = Preset::default_profile();
+    let centred_preset = centred();
     for (w, h, value) in [(1, 1, 0u8), (1, 1, 255), (7, 1, 90), (1, 9, 90), (640, 480, 0), (300, 900, 255)] {
         let jpeg = jpeg_of(&vec![value; (w * h * 3) as usize], w, h, jpeg_encoder::ColorType::Rgb);
         let centred = render(&jpeg, &centred_preset, &RenderOptions::default()).unwrap();
@@ -1149,7 +1152,7 @@ fn an_attention_crop_of_a_degenerate_image_is_centred_and_never_an_error() {
     // 1x1, a strip, all black, all white: no salient region, so no focus, and exactly the centred renditions.
     for (w, h, value) in [(1, 1, 0u8), (1, 1, 255), (7, 1, 90), (1, 9, 90), (640, 480, 0), (300, 900, 255)] {
         let jpeg = jpeg_of(&vec![value; (w * h * 3) as usize], w, h, jpeg_encoder::ColorType::Rgb);
-        let centred = render(&jpeg, &Preset::default_profile(), &RenderOptions::default()).unwrap();
+        let centred = render(&jpeg, &centred(), &RenderOptions::default()).unwrap();
         let focused = render(&jpeg, &attention_profile(), &RenderOptions::default()).unwrap();
         check_outputs(&focused);
         assert_eq!(focused.result.focus, None, "{w}x{h} of {value}");

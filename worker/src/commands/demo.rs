@@ -224,7 +224,14 @@ mod tests {
         let built_in = run(&request("built-in", None)).await.unwrap();
         assert_eq!((built_in.uploads, built_in.completed, built_in.failed), (3, 2, 1), "the SVG fails");
         let completed: Vec<Event> = events(&built_in).into_iter().filter(|e| e.kind == EventType::Completed).collect();
-        assert!(completed.iter().all(|e| e.renditions.len() == 6 && e.focus.is_none()), "centred crops");
+        assert_eq!(completed.len(), 2);
+        for e in completed {
+            assert_eq!((e.preset.as_deref(), e.renditions.len()), (Some("profile"), 6));
+            // The built-in preset crops around faces; the samples are synthetic scenes without a face, so its
+            // crops fall back to attention.
+            assert_eq!(e.faces, Some(0), "the detector ran and found no face");
+            assert!(e.focus.is_some(), "the fallback's focus");
+        }
 
         let file = dir.path().join("presets.toml");
         let attention = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/presets/profile-attention.toml");
@@ -242,17 +249,15 @@ mod tests {
             assert_eq!(e.faces, None, "no face crop, no face count");
         }
 
-        let face = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/presets/profile-face.toml");
-        std::fs::copy(face, &file).unwrap();
-        let report = run(&request("face", Some(file))).await.unwrap();
+        let centre = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/presets/profile-centre.toml");
+        std::fs::copy(centre, &file).unwrap();
+        let report = run(&request("centre", Some(file))).await.unwrap();
         assert_eq!((report.completed, report.failed), (2, 1));
         let completed: Vec<Event> = events(&report).into_iter().filter(|e| e.kind == EventType::Completed).collect();
         assert_eq!(completed.len(), 2);
         for e in completed {
-            assert_eq!(e.preset.as_deref(), Some("profile-face"));
-            // The samples are synthetic scenes without a face: the face crops fall back to attention.
-            assert_eq!(e.faces, Some(0), "the detector ran and found no face");
-            assert!(e.focus.is_some(), "the fallback's focus");
+            assert_eq!(e.preset.as_deref(), Some("profile-centre"));
+            assert_eq!((e.focus, e.faces), (None, None), "centred crops have no focus and count no faces");
         }
     }
 }
