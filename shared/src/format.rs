@@ -1,5 +1,5 @@
 //! The image formats imgfleet reads (JPEG, PNG, WebP, GIF; HEIC and AVIF in builds with the worker's `heic`
-//! feature) and writes (JPEG, WebP).
+//! feature) and writes (JPEG, WebP; AVIF in builds with the `heic` feature).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -16,7 +16,7 @@ pub enum ImageFormat {
     /// Read only: HEIF (ISO/IEC 23008-12) with HEVC-coded images, as iPhones save photos, or a HEIF file of
     /// another codec than AV1.
     Heic,
-    /// Read only: HEIF with AV1-coded images (AVIF).
+    /// HEIF with AV1-coded images (AVIF): read, and written in builds with the worker's `heic` feature.
     Avif,
 }
 

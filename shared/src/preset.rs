@@ -50,8 +50,9 @@ pub struct OutputSpec {
     pub format: ImageFormat,
     /// Encoder quality, 1–100.
     pub quality: u8,
-    /// WebP encoder effort (libwebp `method`, 0–6): higher is smaller and slower. Default
-    /// [`OutputSpec::DEFAULT_WEBP_EFFORT`]. Not used for JPEG.
+    /// Encoder effort, higher is smaller and slower. WebP: libwebp's `method`, 0–6, default
+    /// [`OutputSpec::DEFAULT_WEBP_EFFORT`]. AVIF: 0–9, libaom's `cpu-used` 9 − effort as in sharp, default
+    /// [`OutputSpec::DEFAULT_AVIF_EFFORT`]. Not used for JPEG.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effort: Option<u8>,
     /// A progressive JPEG (libjpeg's standard progression: a coarse image first, refined by later
@@ -64,6 +65,8 @@ impl OutputSpec {
     /// The WebP effort used when a preset names none: libwebp's own default, the setting of the
     /// libraries imgfleet is measured against; 5 is 2 % smaller and 8 % slower (docs/performance.md).
     pub const DEFAULT_WEBP_EFFORT: u8 = 4;
+    /// The AVIF effort used when a preset names none: sharp's default (libaom `cpu-used` 5).
+    pub const DEFAULT_AVIF_EFFORT: u8 = 4;
 
     pub const fn new(format: ImageFormat, quality: u8) -> Self {
         Self { format, quality, effort: None, progressive: false }
@@ -217,7 +220,7 @@ impl Preset {
                 )));
             }
             for o in &r.formats {
-                if matches!(o.format, ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif) {
+                if matches!(o.format, ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic) {
                     return Err(invalid(format!("rendition {:?}: {} output is not supported", r.name, o.format)));
                 }
                 if !(1..=100).contains(&o.quality) {
@@ -226,8 +229,9 @@ impl Preset {
                 if o.progressive && o.format != ImageFormat::Jpeg {
                     return Err(invalid(format!("rendition {:?}: progressive is for jpeg only", r.name)));
                 }
-                if o.effort.is_some_and(|e| e > 6) {
-                    return Err(invalid(format!("rendition {:?}: effort must be 0..=6", r.name)));
+                let most = if o.format == ImageFormat::Avif { 9 } else { 6 };
+                if o.effort.is_some_and(|e| e > most) {
+                    return Err(invalid(format!("rendition {:?}: {} effort must be 0..={most}", r.name, o.format)));
                 }
             }
         }
@@ -471,7 +475,21 @@ mod tests {
         assert!(q.validate().unwrap_err().to_string().contains("quality"));
         let mut effort = base.clone();
         effort.renditions[0].formats[1].effort = Some(7);
-        assert!(effort.validate().unwrap_err().to_string().contains("effort"));
+        assert!(effort.validate().unwrap_err().to_string().contains("webp effort must be 0..=6"));
+        // AVIF's effort goes to 9 (libaom cpu-used 0), as sharp's does.
+        let mut avif = base.clone();
+        avif.renditions[0].formats[1] = OutputSpec { effort: Some(9), ..OutputSpec::new(ImageFormat::Avif, 50) };
+        avif.validate().unwrap();
+        avif.renditions[0].formats[1].effort = Some(10);
+        assert!(avif.validate().unwrap_err().to_string().contains("avif effort must be 0..=9"));
+        avif.renditions[0].formats[1].effort = None;
+        avif.renditions[0].formats[1].progressive = true;
+        assert!(avif.validate().unwrap_err().to_string().contains("progressive is for jpeg only"));
+        for read_only in [ImageFormat::Png, ImageFormat::Gif, ImageFormat::Heic] {
+            let mut p = base.clone();
+            p.renditions[2].formats[0].format = read_only;
+            assert!(p.validate().unwrap_err().to_string().contains("output is not supported"), "{read_only}");
+        }
         let mut path = base.clone();
         path.renditions[0].name = "../x".into();
         assert!(path.validate().is_err());

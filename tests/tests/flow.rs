@@ -147,6 +147,8 @@ async fn every_message_shape_and_key_encoding() {
     let dir = std::env::temp_dir().join(format!("{}-presets", setup.name));
     std::fs::create_dir_all(&dir).unwrap();
     let presets = dir.join("presets.toml");
+    // AVIF renditions where this build writes them (the test suite's builds do: scripts/test.sh).
+    let avif = imgfleet_worker::pipeline::encode::avif_supported();
     std::fs::write(
         &presets,
         r#"
@@ -175,8 +177,9 @@ async fn every_message_shape_and_key_encoding() {
         height = 150
         fit = "cover"
         crop = "face"
-        formats = [{ format = "jpeg", quality = 85 }]
-        "#,
+        formats = [{ format = "jpeg", quality = 85 }AVIF]
+        "#
+        .replace("AVIF", if avif { r#", { format = "avif", quality = 60, effort = 6 }"# } else { "" }),
     )
     .unwrap();
     let mut config = env.config(&setup);
@@ -249,6 +252,16 @@ async fn every_message_shape_and_key_encoding() {
     let (cx, cy) = (98 + 266 / 2, 78 + 319 / 2);
     assert!(f.x < cx && cx < f.x + f.width && f.y < cy && cy < f.y + f.height, "{f:?}");
     assert!(f.x + f.width <= 483 && f.y + f.height <= 640 && f.width < 483, "{f:?}");
+    if avif {
+        let r = face.renditions.iter().find(|r| r.format == ImageFormat::Avif).expect("an AVIF rendition");
+        assert_eq!((r.key.as_str(), r.width, r.height), ("renditions/manual/face/thumb.avif", 150, 150));
+        let stored = env.s3.get_object().bucket(&setup.bucket).key(&r.key).send().await.unwrap();
+        assert_eq!(stored.content_type(), Some("image/avif"));
+        let bytes = stored.body.collect().await.unwrap().into_bytes();
+        assert_eq!(bytes.len() as u64, r.bytes);
+        let back = imgfleet_worker::pipeline::decode::decode(&bytes, ImageFormat::Avif, &Default::default()).unwrap();
+        assert_eq!((back.width, back.height), (150, 150));
+    }
     assert_eq!(completed_for(&events, "manual/sns.jpg").unwrap().preset.as_deref(), Some("profile"));
     assert!(events.iter().filter(|e| e.preset.as_deref() == Some("profile")).all(|e| e.focus.is_none()));
     env.wait_queue_empty(&setup.queue_url, WAIT).await;

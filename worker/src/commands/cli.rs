@@ -278,7 +278,9 @@ fn shell_quote(s: &str) -> String {
 }
 
 fn load_catalog(path: Option<&PathBuf>) -> anyhow::Result<PresetCatalog> {
-    Ok(PresetCatalog::load(path.map(PathBuf::as_path))?)
+    let catalog = PresetCatalog::load(path.map(PathBuf::as_path))?;
+    crate::pipeline::encode::check_catalog(&catalog).map_err(anyhow::Error::msg)?;
+    Ok(catalog)
 }
 
 fn process_command(

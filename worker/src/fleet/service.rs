@@ -198,7 +198,9 @@ impl RunningWorker {
 
 /// Reads the preset file named by the configuration, or the built-in preset.
 pub fn load_presets(config: &Config) -> Result<PresetCatalog, StartError> {
-    PresetCatalog::load(config.presets.as_deref()).map_err(|e| StartError::Presets(e.to_string()))
+    let catalog = PresetCatalog::load(config.presets.as_deref()).map_err(|e| StartError::Presets(e.to_string()))?;
+    crate::pipeline::encode::check_catalog(&catalog).map_err(StartError::Presets)?;
+    Ok(catalog)
 }
 
 /// Loads AWS settings from the default chain (environment, profile, ECS task role…).

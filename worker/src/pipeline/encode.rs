@@ -1,10 +1,12 @@
-//! Encode: rendition pixels → JPEG or WebP bytes. Nothing from the source is written: no EXIF, GPS,
-//! XMP, comments or ICC profile; the pixels are already sRGB.
+//! Encode: rendition pixels → JPEG, WebP or AVIF bytes. Nothing from the source is written: no EXIF,
+//! GPS, XMP, comments or ICC profile; the pixels are already sRGB.
 //!
 //! JPEG: libjpeg-turbo's encoder ([`libjpeg`]: standard quantisation tables, no trellis), baseline
 //! 4:2:0 with optimised Huffman tables. Alpha is flattened onto the background. WebP: the libwebp
-//! the `webp` crate bundles; alpha is kept. A rendition made from a JPEG's YCbCr planes (luma plus half-size chroma)
-//! goes into both encoders as planes, so neither converts it from RGB nor averages its chroma again.
+//! the `webp` crate bundles; alpha is kept. AVIF (builds with the `heic` feature): libaom through
+//! libheif ([`super::avif`]); alpha is kept. A rendition made from a JPEG's YCbCr planes (luma plus
+//! half-size chroma) goes into every encoder as planes, so none converts it from RGB nor averages its
+//! chroma again.
 
 use super::pixels::{Pixels, Raster};
 use super::{libjpeg, libwebp};
@@ -18,11 +20,13 @@ pub enum EncodeError {
     Jpeg(String),
     #[error("WebP encoding failed: {0}")]
     Webp(String),
+    #[error("AVIF encoding failed: {0}")]
+    Avif(String),
     #[error("{0} output is not supported")]
     Unsupported(ImageFormat),
 }
 
-/// Encodes a rendition as `spec` says (format, quality 1–100, WebP effort): RGB(A) pixels, or
+/// Encodes a rendition as `spec` says (format, quality 1–100, effort): RGB(A) pixels, or
 /// YCbCr planes with 4:2:0 chroma (other planes are converted to RGB first).
 pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
     let pixels = match image {
@@ -34,9 +38,11 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
                 ImageFormat::Webp => {
                     libwebp::encode(libwebp::Input::Planes(planes), &webp_config(spec)?).map_err(EncodeError::Webp)
                 }
-                ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif => {
-                    Err(EncodeError::Unsupported(spec.format))
-                }
+                #[cfg(feature = "heic")]
+                ImageFormat::Avif => encode_avif(super::avif::Input::Planes(planes), spec),
+                #[cfg(not(feature = "heic"))]
+                ImageFormat::Avif => Err(EncodeError::Unsupported(spec.format)),
+                ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic => Err(EncodeError::Unsupported(spec.format)),
             };
         }
         Raster::Ycc(planes) => &planes.to_rgb(),
@@ -45,10 +51,44 @@ pub fn encode(image: &Raster, spec: &OutputSpec, background: [u8; 3]) -> Result<
     match spec.format {
         ImageFormat::Jpeg => encode_jpeg(pixels, spec, background),
         ImageFormat::Webp => encode_webp(pixels, &webp_config(spec)?),
-        ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic | ImageFormat::Avif => {
-            Err(EncodeError::Unsupported(spec.format))
-        }
+        #[cfg(feature = "heic")]
+        ImageFormat::Avif => encode_avif(super::avif::Input::Pixels(pixels), spec),
+        #[cfg(not(feature = "heic"))]
+        ImageFormat::Avif => Err(EncodeError::Unsupported(spec.format)),
+        ImageFormat::Png | ImageFormat::Gif | ImageFormat::Heic => Err(EncodeError::Unsupported(spec.format)),
     }
+}
+
+/// Whether this build writes AVIF: built with the `heic` feature, against a libheif with an AV1 encoder.
+pub fn avif_supported() -> bool {
+    #[cfg(feature = "heic")]
+    return super::avif::available();
+    #[cfg(not(feature = "heic"))]
+    false
+}
+
+/// Checks that this build can write every output the catalog's presets ask for, so a worker refuses a
+/// preset file at start-up rather than failing each job.
+pub fn check_catalog(catalog: &imgfleet_shared::PresetCatalog) -> Result<(), String> {
+    if let Some(preset) = catalog
+        .presets
+        .iter()
+        .find(|p| p.renditions.iter().flat_map(|r| &r.formats).any(|o| o.format == ImageFormat::Avif))
+        && !avif_supported()
+    {
+        return Err(format!(
+            "preset {:?} asks for avif output, which this build cannot write: build with the `heic` feature \
+             against a libheif with libaom (scripts/heic-deps.sh installs it)",
+            preset.name
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(feature = "heic")]
+fn encode_avif(input: super::avif::Input<'_>, spec: &OutputSpec) -> Result<Vec<u8>, EncodeError> {
+    let effort = spec.effort.unwrap_or(OutputSpec::DEFAULT_AVIF_EFFORT);
+    super::avif::encode(input, spec.quality, effort).map_err(EncodeError::Avif)
 }
 
 fn encode_jpeg(pixels: &Pixels, spec: &OutputSpec, background: [u8; 3]) -> Result<Vec<u8>, EncodeError> {
@@ -275,5 +315,27 @@ mod tests {
         assert!(
             matches!(webp_lossy(WebpInput::Pixels(&huge), &config), Err(EncodeError::Webp(m)) if m.contains("BAD_DIMENSION"))
         );
+    }
+
+    #[test]
+    fn a_preset_file_asking_for_avif_needs_a_build_that_writes_it() {
+        let mut catalog = imgfleet_shared::PresetCatalog::default();
+        check_catalog(&catalog).unwrap();
+        catalog.presets[0].renditions[1].formats.push(OutputSpec::new(ImageFormat::Avif, 60));
+        catalog.validate().unwrap();
+        // Builds with the heic feature carry libheif with libaom's encoder (scripts/heic-deps.sh); others refuse
+        // the file at start-up with the reason, and a render asking anyway gets a typed error.
+        assert_eq!(avif_supported(), cfg!(feature = "heic"));
+        match check_catalog(&catalog) {
+            Ok(()) => assert!(avif_supported()),
+            Err(e) => {
+                assert!(!avif_supported() && e.contains("\"profile\" asks for avif") && e.contains("heic"), "{e}")
+            }
+        }
+        let avif = encode(&gradient(8, 8).into(), &OutputSpec::new(ImageFormat::Avif, 60), [255; 3]);
+        assert_eq!(avif.is_ok(), avif_supported(), "{avif:?}");
+        if let Err(e) = avif {
+            assert_eq!(e, EncodeError::Unsupported(ImageFormat::Avif));
+        }
     }
 }

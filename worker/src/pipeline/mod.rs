@@ -25,6 +25,8 @@ pub mod sniff;
 
 // What the stages stand on.
 pub mod attention;
+#[cfg(feature = "heic")]
+pub mod avif;
 pub mod exif;
 pub mod face;
 pub mod geometry;

@@ -25,7 +25,7 @@ use libheif_rs::{
 use std::sync::OnceLock;
 
 /// libheif's global state, initialised once for the process.
-fn lib() -> &'static LibHeif {
+pub(crate) fn lib() -> &'static LibHeif {
     static LIB: OnceLock<LibHeif> = OnceLock::new();
     LIB.get_or_init(LibHeif::new)
 }

@@ -69,6 +69,9 @@ pub const HEIF_SUPPORTED: bool = cfg!(feature = "heic");
 
 #[cfg(feature = "heic")]
 use heif::decode_heif;
+/// libheif's global state, shared with the AVIF encoder.
+#[cfg(feature = "heic")]
+pub(crate) use heif::lib as libheif;
 
 #[cfg(not(feature = "heic"))]
 fn decode_heif(_: &[u8], format: ImageFormat, _: &Limits) -> Result<Decoded, DecodeError> {
