@@ -396,13 +396,8 @@ fn name_never_decides_the_format() {
         .unwrap();
     let svg_as_jpg = dir.path().join("evil.jpg");
     std::fs::write(&svg_as_jpg, b"<?xml version=\"1.0\"?><svg onload=\"alert(1)\"/>").unwrap();
-    let request = ProcessRequest {
-        inputs: vec![],
-        out_dir: None,
-        preset: centred(),
-        options: RenderOptions::default(),
-        jobs: 1,
-    };
+    let request =
+        ProcessRequest { inputs: vec![], out_dir: None, preset: centred(), options: RenderOptions::default(), jobs: 1 };
     let ok = process_one(&png_as_jpg, Some(&dir.path().join("out")), &request);
     assert_eq!(ok.status, Status::Ok);
     assert_eq!(ok.result.as_ref().unwrap().source.format, ImageFormat::Png);
