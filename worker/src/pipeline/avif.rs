@@ -37,6 +37,8 @@ pub fn encode(input: Input<'_>, quality: u8, effort: u8) -> Result<Vec<u8>, Stri
     set("speed", EncoderParameterValue::Int(9 - i32::from(effort.min(9))))?;
     set("threads", EncoderParameterValue::Int(1))?;
     set("chroma", EncoderParameterValue::String("420".into()))?;
+    // libaom 3.12 and later tune for still images ("iq", as sharp does); libheif refuses the value with older ones.
+    let _ = encoder.set_parameter_value("tune", EncoderParameterValue::String("iq".into()));
     let mut ctx = HeifContext::new().map_err(|e| e.to_string())?;
     // Given options (even the defaults), libheif writes the image's nclx as the `colr` box; given none, it
     // writes no `colr` at all.
