@@ -70,11 +70,7 @@ fn avif_renditions_decode_with_avifdec_upright_at_their_size_as_the_jpeg_ones_lo
             let db = psnr(&pixels, &jpeg_pixels);
             assert!(db > 30.0, "{name}: avifdec's picture against the JPEG rendition's: {db:.1} dB");
             // Our own decoder (libheif, dav1d) reads the same picture.
-            let ours = decode::decode(&avif.data, ImageFormat::Avif, &Default::default()).unwrap();
-            let ours = match ours.raster {
-                imgfleet_worker::pipeline::pixels::Raster::Ycc(p) => p.to_rgb(),
-                imgfleet_worker::pipeline::pixels::Raster::Pixels(p) => p,
-            };
+            let ours = decode::decode(&avif.data, ImageFormat::Avif, &Default::default()).unwrap().raster.into_pixels();
             let db = psnr(&pixels, &ours.data);
             assert!(db > 40.0, "{name}: avifdec against libheif: {db:.1} dB");
         }

@@ -100,6 +100,7 @@ fn copy_rows(from: &[u8], row: usize, to: &mut [u8], stride: usize, rows: usize)
 mod tests {
     use super::*;
     use crate::pipeline::decode::decode;
+    use crate::pipeline::encode::tests::psnr;
     use crate::pipeline::pixels::Raster;
     use imgfleet_shared::{ImageFormat, Limits};
 
@@ -118,19 +119,6 @@ mod tests {
             }
         }
         Pixels::new(w, h, channels as u8, data)
-    }
-
-    fn rgb_of(raster: Raster) -> Pixels {
-        match raster {
-            Raster::Ycc(p) => p.to_rgb(),
-            Raster::Pixels(p) => p,
-        }
-    }
-
-    fn psnr(a: &[u8], b: &[u8]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        let mse = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>() / a.len() as f64;
-        if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
     }
 
     /// The boxes of an ISOBMFF byte range: (type, payload).
@@ -180,7 +168,7 @@ mod tests {
         assert_eq!(colours, [[b"nclx".as_slice(), &[0, 1, 0, 13, 0, 6, 0x80]].concat()]);
         let back = decode(&avif, ImageFormat::Avif, &Limits::default()).unwrap();
         assert_eq!((back.width, back.height, back.icc.is_some()), (96, 64, false));
-        let back = rgb_of(back.raster);
+        let back = back.raster.into_pixels();
         assert_eq!(back.channels, 3);
         let db = psnr(&back.data, &src.data);
         assert!(db > 32.0, "{db:.1} dB");
@@ -191,7 +179,7 @@ mod tests {
         let src = scene(40, 30, 4);
         let avif = encode(Input::Pixels(&src), 90, 6).unwrap();
         assert_eq!(items_and_colours(&avif).0, [*b"av01", *b"av01"], "colour and alpha");
-        let back = rgb_of(decode(&avif, ImageFormat::Avif, &Limits::default()).unwrap().raster);
+        let back = decode(&avif, ImageFormat::Avif, &Limits::default()).unwrap().raster.into_pixels();
         assert_eq!(back.channels, 4);
         let alpha = |p: &Pixels| p.data.chunks_exact(4).map(|p| p[3]).collect::<Vec<_>>();
         let db = psnr(&alpha(&back), &alpha(&src));
@@ -215,14 +203,10 @@ mod tests {
             panic!("a baseline JPEG decodes to planes")
         };
         let rgb = planes.to_rgb();
-        let from_planes = rgb_of(
-            decode(&encode(Input::Planes(&planes), 90, 6).unwrap(), ImageFormat::Avif, &Limits::default())
-                .unwrap()
-                .raster,
-        );
-        let from_rgb = rgb_of(
-            decode(&encode(Input::Pixels(&rgb), 90, 6).unwrap(), ImageFormat::Avif, &Limits::default()).unwrap().raster,
-        );
+        let avif_back =
+            |avif: Vec<u8>| decode(&avif, ImageFormat::Avif, &Limits::default()).unwrap().raster.into_pixels();
+        let from_planes = avif_back(encode(Input::Planes(&planes), 90, 6).unwrap());
+        let from_rgb = avif_back(encode(Input::Pixels(&rgb), 90, 6).unwrap());
         let (a, b) = (psnr(&from_planes.data, &rgb.data), psnr(&from_rgb.data, &rgb.data));
         assert!(a > 34.0 && b > 34.0, "planes {a:.1} dB, rgb {b:.1} dB");
         assert!(a > b - 1.0, "no colour shift through the planes: {a:.1} against {b:.1} dB");

@@ -115,7 +115,7 @@ fn encode_webp(pixels: &Pixels, config: &webp::WebPConfig) -> Result<Vec<u8>, En
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::pipeline::geometry::Ratio;
     use crate::pipeline::libwebp::{Input as WebpInput, LIMITED_CHROMA, LIMITED_LUMA};
@@ -208,7 +208,8 @@ mod tests {
         assert!(matches!(err, Err(EncodeError::Jpeg(_))), "{err:?}");
     }
 
-    fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    /// Peak signal-to-noise ratio between two same-sized 8-bit buffers, in dB.
+    pub(crate) fn psnr(a: &[u8], b: &[u8]) -> f64 {
         assert_eq!(a.len(), b.len());
         let mse = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>() / a.len() as f64;
         10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
