@@ -195,7 +195,7 @@ async fn every_message_shape_and_key_encoding() {
     for key in ["manual/sns.jpg", "manual/eventbridge.jpg", "manual/direct.jpg"] {
         env.upload(&setup.bucket, key, photo(300, 200)).await;
     }
-    // A headshot (483x640; its face labelled at 98,78 266x319 in the crop evaluation set).
+    // A headshot (483x640; its face labelled at 98,78 266x342 in the crop evaluation set).
     let headshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../worker/tests/fixtures/faces/02-headshot-suit.jpg");
     env.upload(&setup.bucket, "manual/face.jpg", std::fs::read(headshot).unwrap()).await;
     let s3_event = format!(
@@ -249,7 +249,7 @@ async fn every_message_shape_and_key_encoding() {
     let face = completed_for(&events, "manual/face.jpg").unwrap();
     assert_eq!(face.faces, Some(1));
     let f = face.focus.expect("the face crop reports its focus");
-    let (cx, cy) = (98 + 266 / 2, 78 + 319 / 2);
+    let (cx, cy) = (98 + 266 / 2, 78 + 342 / 2);
     assert!(f.x < cx && cx < f.x + f.width && f.y < cy && cy < f.y + f.height, "{f:?}");
     assert!(f.x + f.width <= 483 && f.y + f.height <= 640 && f.width < 483, "{f:?}");
     if avif {

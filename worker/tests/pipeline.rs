@@ -1071,7 +1071,7 @@ fn an_attention_crop_keeps_the_subject_a_centred_crop_cuts_off_and_reports_it_up
     }
 }
 
-/// A headshot from the crop evaluation set (483x640, the face labelled at 98,78 266x319) on a wide grey
+/// A headshot from the crop evaluation set (483x640, the face labelled at 98,78 266x342) on a wide grey
 /// canvas with its face touching the canvas's left edge, stored turned each of the eight ways. The built-in
 /// preset's crops are these face crops.
 #[test]
@@ -1085,7 +1085,7 @@ fn a_face_crop_finds_a_face_at_the_edge_in_every_orientation() {
         let row = &rgb[((y * pw + cut) * 3) as usize..((y + 1) * pw * 3) as usize];
         upright[(y * uw * 3) as usize..][..row.len()].copy_from_slice(row);
     }
-    let face = (0u32, 78u32, 266u32, 319u32);
+    let face = (0u32, 78u32, 266u32, 342u32);
     let upright = Pixels::new(uw, uh, 3, upright);
     let preset = Preset::default_profile();
     assert_eq!(preset, cropping_profile(CropMode::Face));
@@ -1118,7 +1118,7 @@ fn a_face_crop_of_a_face_larger_than_the_frame_or_of_nothing_is_sane() {
     let photo =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces/02-headshot-suit.jpg")).unwrap();
     let (pw, _, rgb) = decode_jpeg(&photo);
-    // Rows 150..330 of the photo: 483x180, the face (rows 78..397) overflows it above and below.
+    // Rows 150..330 of the photo: 483x180, the face (rows 78..420) overflows it above and below.
     let (top, h) = (150u32, 180u32);
     let band = rgb[(top * pw * 3) as usize..((top + h) * pw * 3) as usize].to_vec();
     let jpeg = jpeg_of(&band, pw, h, jpeg_encoder::ColorType::Rgb);
