@@ -1,12 +1,12 @@
 //! The crop evaluation set (fixtures/faces: public photos with hand-checked face boxes; sources and
 //! licences in SOURCES.md). For each crop mode, the share of cases in which the whole main face with
 //! its headroom lies inside both the `thumb` and the `medium` crop, on the photos as they are and on
-//! off-centre frames cut from them (16:9 with the face at the left or right edge, 9:16 with the face in
-//! the top third), kept only where a square crop can keep the face and the centred one cuts it. The crop boxes are the ones
+//! off-centre frames cut from them (16:9 with the face at the left or right edge, 9:16 with the face at
+//! the top), kept only where a square crop can keep the face and the centred one cuts it. The crop boxes are the ones
 //! the pipeline itself plans, from the focus the render reports.
 //!
 //! Figures are printed (docs/performance.md); asserted: every case renders, photos without a face
-//! too; `face` keeps the face in at least 80 % of the off-centre cases and in no fewer of the photos
+//! too; `face` keeps the face in at least 85 % of the off-centre cases and in no fewer of the photos
 //! as they are than `centre` does; `attention` is not worse than `centre` on the off-centre cases.
 //! `CROP_EVAL_VERBOSE=1` prints each case a mode cuts.
 
@@ -14,7 +14,8 @@ mod common;
 
 use imgfleet_shared::{CropMode, Fit, ImageFormat, OutputSpec, Preset, RenditionSpec};
 use imgfleet_worker::pipeline::geometry::{self, Focus};
-use imgfleet_worker::pipeline::{RenderOptions, render};
+use imgfleet_worker::pipeline::pixels::Pixels;
+use imgfleet_worker::pipeline::{RenderOptions, face, render, resize};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/faces");
 
@@ -84,31 +85,41 @@ fn cut(name: String, rgb: &[u8], width: u32, (l, t, w, h): (u32, u32, u32, u32),
     Case { name, width: w, height: h, rgb: data, face }
 }
 
-/// The off-centre frames of a photo: the largest 16:9 frame with the face (and headroom) at its left, then
-/// at its right edge, and the largest 9:16 frame with the face in its top third; each kept only when it
-/// holds the face, a square crop could hold it too (the face with its headroom no larger than the
-/// frame's short side), and the centred square crop does not.
+/// The off-centre frames of a photo: the largest 16:9 frame with the face (and headroom) at its left
+/// edge, then at its right, and the largest 9:16 frame with the face at the top of it (in its top
+/// third), each no larger than the photo lets it be with the face there (a photo's full width puts the
+/// face wherever it is in the photo, which is no off-centre case); each kept only when it holds the
+/// face, a square crop could hold it too (the face with its headroom no larger than the frame's short
+/// side), and the centred square crop does not.
 fn off_centre(p: &Photo, rgb: &[u8]) -> Vec<Case> {
     let Some(face) = p.main else { return Vec::new() };
     let (fx, fy, fw, fh) = with_headroom(face);
     let (w, h) = (f64::from(p.width), f64::from(p.height));
     let mut frames = Vec::new();
-    // 16:9: as wide as the photo allows, the height 9/16 of that, vertically centred on the face.
+    // 16:9: as wide as the photo allows with the face 2 % in from the edge, vertically centred on it.
     for (side, at_left) in [("left", true), ("right", false)] {
-        let fw16 = w.min(h * 16.0 / 9.0);
+        let room = if at_left { w - fx } else { fx + fw };
+        let fw16 = w.min(h * 16.0 / 9.0).min(room / 0.98);
         let fh16 = fw16 * 9.0 / 16.0;
         let left = if at_left { fx - 0.02 * fw16 } else { fx + fw - 0.98 * fw16 };
         let top = fy + fh / 2.0 - fh16 / 2.0;
         frames.push((format!("16:9 face {side}"), left, top, fw16, fh16));
     }
-    let fh9 = h.min(w * 16.0 / 9.0);
+    // 9:16: the face's headroom 5 % below the top.
+    let fh9 = h.min(w * 16.0 / 9.0).min((h - fy) / 0.95);
     let fw9 = fh9 * 9.0 / 16.0;
     frames.push(("9:16 face in the top third".into(), fx + fw / 2.0 - fw9 / 2.0, fy - 0.05 * fh9, fw9, fh9));
+    let mut seen = Vec::new();
     frames
         .into_iter()
         .filter_map(|(label, l, t, fw_, fh_)| {
             let (l, t) = (l.clamp(0.0, w - fw_).round() as u32, t.clamp(0.0, h - fh_).round() as u32);
             let (cw, ch) = (fw_.floor() as u32, fh_.floor() as u32);
+            // A frame as wide as the photo is the same whether the face is meant at its left or right.
+            if seen.contains(&(l, t, cw, ch)) {
+                return None;
+            }
+            seen.push((l, t, cw, ch));
             let case = cut(format!("{} ({label})", p.file), rgb, p.width, (l, t, cw, ch), Some(face));
             let f = with_headroom(case.face.unwrap());
             let frame = (0.0, 0.0, f64::from(cw), f64::from(ch));
@@ -189,9 +200,78 @@ fn crop_modes_on_the_evaluation_set() {
     assert!(centre < 0.5, "the off-centre cases are ones a centred crop cuts: {centre}");
     assert!(attention >= centre, "attention {attention} against centre {centre} on the off-centre cases");
     let face = share[&("off-centre frames", "Face".to_owned())];
-    // The target is 95 %; reached: 9 of 11 (docs/performance.md names the two it misses).
-    assert!(face >= 0.8, "face keeps the face in {face} of the off-centre cases");
+    // The target is 95 %; reached: 64 of 72, 89 % (docs/performance.md names the ones it misses).
+    assert!(face >= 0.85, "face keeps the face in {face} of the off-centre cases");
     let (centre, face) =
         (share[&("photos as they are", "Centre".to_owned())], share[&("photos as they are", "Face".to_owned())]);
     assert!(face >= centre, "face {face} against centre {centre} on the photos as they are");
+}
+
+/// A photo of the set, decoded, and its detector copy ([`face::SIDE`] a side) and a copy twice that.
+fn copies(file: &str, frame: Option<(u32, u32, u32, u32)>) -> (Pixels, Pixels, Pixels) {
+    let (w, h, rgb) = common::decode_jpeg(&std::fs::read(format!("{DIR}/{file}")).unwrap());
+    let case = cut(file.into(), &rgb, w, frame.unwrap_or((0, 0, w, h)), None);
+    let src = Pixels::new(case.width, case.height, 3, case.rgb);
+    let at = |side| resize::resize(&src, &geometry::plan(src.width, src.height, side, side, Fit::Inside)).unwrap();
+    let (small, closer) = (at(face::SIDE), at(face::SIDE * 2));
+    (src, small, closer)
+}
+
+/// A face too small for the detector's copy to be sure of gets a second look, on a copy twice as large,
+/// and is found where it is: the jockey's 13-pixel face in a 9:16 frame cut around it (the frame the
+/// off-centre set cuts).
+#[test]
+fn a_doubtful_face_is_found_on_a_second_look() {
+    let (src, small, closer) = copies("06-jockey-small.jpg", Some((141, 0, 239, 426)));
+    assert!(face::detect(&small).is_empty(), "found at the first look: nothing to prove");
+    let mut looks = 0;
+    let faces = face::detect_closer(&small, || {
+        looks += 1;
+        Some(closer.clone())
+    });
+    assert_eq!(looks, 1);
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    // In the frame's pixels, the face's centre lies in the labelled box (243,40,36,35 in the photo).
+    let s = f64::from(src.width) / f64::from(small.width);
+    let f = faces[0];
+    let (cx, cy) = (f64::from(f.left + f.width / 2.0) * s + 141.0, f64::from(f.top + f.height / 2.0) * s);
+    assert!((243.0..279.0).contains(&cx) && (40.0..75.0).contains(&cy), "{cx},{cy}: {f:?}");
+    // Without a larger copy there is no second look, and no face.
+    assert!(face::detect_closer(&small, || None).is_empty());
+}
+
+/// The second look costs nothing where the first is sure, or sees nothing like a face; where it
+/// looks and finds nothing (a terrace), it finds nothing whatever copy it is given, and never a
+/// box outside the image.
+#[test]
+fn the_second_look_is_taken_only_on_doubt() {
+    for (file, sure) in [("02-headshot-suit.jpg", true), ("12-two-cyclists.jpg", true), ("27-plane-noface.jpg", false)]
+    {
+        let (_, small, _) = copies(file, None);
+        let faces = face::detect_closer(&small, || panic!("{file}: a second look"));
+        assert_eq!(faces, face::detect(&small), "{file}");
+        assert_eq!(!faces.is_empty(), sure, "{file}: {faces:?}");
+    }
+    let (src, small, closer) = copies("26-terrace-noface.jpg", None);
+    let mut looks = 0;
+    assert!(
+        face::detect_closer(&small, || {
+            looks += 1;
+            Some(closer.clone())
+        })
+        .is_empty()
+    );
+    assert_eq!(looks, 1, "the terrace has a doubtful spot: the case this test is about");
+    let sized = |w: u32, h: u32| resize::resize(&src, &geometry::Plan::whole(src.width, src.height, w, h)).unwrap();
+    for (w, h) in
+        [(1, 1), (small.width, small.height), (small.width * 2, 1), (small.width * 3, small.height * 3), (1000, 100)]
+    {
+        for f in face::detect_closer(&small, || Some(sized(w, h))) {
+            assert!(f.left >= 0.0 && f.top >= 0.0 && f.width > 0.0 && f.height > 0.0, "{w}x{h}: {f:?}");
+            assert!(
+                f.left + f.width <= small.width as f32 && f.top + f.height <= small.height as f32,
+                "{w}x{h}: {f:?}"
+            );
+        }
+    }
 }

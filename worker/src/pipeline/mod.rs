@@ -316,8 +316,9 @@ pub fn resize_all_shrunk(
 type SourceBox = (u32, u32, u32, u32);
 
 /// The box the `face` crops of `preset` centre on, for a `size` source (stored orientation) that `base`
-/// holds, possibly box-shrunk, in the source's pixels, and how many faces [`face::detect`] found on an
-/// upright copy at most [`face::SIDE`] a side. `None` for the box when it found none.
+/// holds, possibly box-shrunk, in the source's pixels, and how many faces [`face::detect_closer`] found
+/// on an upright copy at most [`face::SIDE`] a side (looking again at doubtful ones on a copy twice
+/// that). `None` for the box when it found none.
 fn face_region(
     base: &Raster,
     size: (u32, u32),
@@ -327,7 +328,21 @@ fn face_region(
     let side = face::SIDE;
     let plan = geometry::plan(base.width(), base.height(), side, side, Fit::Inside);
     let small = orient::apply(resize::resize_raster(base, &plan, (false, false))?.into_pixels(), orientation);
-    let faces = face::detect(&small);
+    // A second look at doubtful candidates reads a copy twice as large, made only then.
+    let mut failed = None;
+    let faces = face::detect_closer(&small, || {
+        let plan = geometry::plan(base.width(), base.height(), side * 2, side * 2, Fit::Inside);
+        match resize::resize_raster(base, &plan, (false, false)) {
+            Ok(closer) => Some(orient::apply(closer.into_pixels(), orientation)),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let upright = if exif::transposes(orientation) { (size.1, size.0) } else { size };
     let (sx, sy) = (f64::from(upright.0) / f64::from(small.width), f64::from(upright.1) / f64::from(small.height));
     let rects: Vec<face::Rect> = faces
