@@ -6,7 +6,7 @@
 //! the pipeline itself plans, from the focus the render reports.
 //!
 //! Figures are printed (docs/performance.md); asserted: every case renders, photos without a face
-//! too; `face` keeps the face in at least 85 % of the off-centre cases and in no fewer of the photos
+//! too; `face` keeps the face in at least 95 % of the off-centre cases and in no fewer of the photos
 //! as they are than `centre` does; `attention` is not worse than `centre` on the off-centre cases.
 //! `CROP_EVAL_VERBOSE=1` prints each case a mode cuts.
 
@@ -200,78 +200,126 @@ fn crop_modes_on_the_evaluation_set() {
     assert!(centre < 0.5, "the off-centre cases are ones a centred crop cuts: {centre}");
     assert!(attention >= centre, "attention {attention} against centre {centre} on the off-centre cases");
     let face = share[&("off-centre frames", "Face".to_owned())];
-    // The target is 95 %; reached: 64 of 72, 89 % (docs/performance.md names the ones it misses).
-    assert!(face >= 0.85, "face keeps the face in {face} of the off-centre cases");
+    // The target: 95 % (69 of 72 now; docs/performance.md names the ones it misses).
+    assert!(face >= 0.95, "face keeps the face in {face} of the off-centre cases");
     let (centre, face) =
         (share[&("photos as they are", "Centre".to_owned())], share[&("photos as they are", "Face".to_owned())]);
     assert!(face >= centre, "face {face} against centre {centre} on the photos as they are");
 }
 
-/// A photo of the set, decoded, and its detector copy ([`face::SIDE`] a side) and a copy twice that.
-fn copies(file: &str, frame: Option<(u32, u32, u32, u32)>) -> (Pixels, Pixels, Pixels) {
+/// A frame of the set (a photo, or `frame`'s off-centre frame of it), and its detector copy
+/// ([`face::SIDE`] a side) and a copy twice that.
+fn copies(file: &str, frame: Option<&str>) -> (Pixels, Pixels, Pixels) {
     let (w, h, rgb) = common::decode_jpeg(&std::fs::read(format!("{DIR}/{file}")).unwrap());
-    let case = cut(file.into(), &rgb, w, frame.unwrap_or((0, 0, w, h)), None);
+    let case = match frame {
+        None => cut(file.into(), &rgb, w, (0, 0, w, h), None),
+        Some(label) => {
+            let photo = photos().into_iter().find(|p| p.file == file).unwrap();
+            let mut frames = off_centre(&photo, &rgb).into_iter().filter(|c| c.name.contains(label));
+            frames.next().unwrap_or_else(|| panic!("{file} has no {label} frame"))
+        }
+    };
     let src = Pixels::new(case.width, case.height, 3, case.rgb);
     let at = |side| resize::resize(&src, &geometry::plan(src.width, src.height, side, side, Fit::Inside)).unwrap();
     let (small, closer) = (at(face::SIDE), at(face::SIDE * 2));
     (src, small, closer)
 }
 
-/// A face too small for the detector's copy to be sure of gets a second look, on a copy twice as large,
-/// and is found where it is: the jockey's 13-pixel face in a 9:16 frame cut around it (the frame the
+/// The main face's box in an off-centre frame's pixels.
+fn main_face(file: &str, label: &str) -> Rect {
+    let photo = photos().into_iter().find(|p| p.file == file).unwrap();
+    let (_, _, rgb) = common::decode_jpeg(&std::fs::read(format!("{DIR}/{file}")).unwrap());
+    let case = off_centre(&photo, &rgb).into_iter().find(|c| c.name.contains(label)).unwrap();
+    case.face.unwrap()
+}
+
+/// `f` (in `small`'s pixels) has its centre inside `label` (in `src`'s).
+fn centred_in(f: &face::Face, small: &Pixels, src: &Pixels, (x, y, w, h): Rect) -> bool {
+    let s = f64::from(src.width) / f64::from(small.width);
+    let (cx, cy) = (f64::from(f.left + f.width / 2.0) * s, f64::from(f.top + f.height / 2.0) * s);
+    (x..x + w).contains(&cx) && (y..y + h).contains(&cy)
+}
+
+/// Faces too small for the detector's copy to be sure of get a second look, on a copy twice as
+/// large, and are found where they are: a jockey's 13-pixel face under his helmet, and a pitcher's
+/// under his cap, which is only the third most face-like spot on the small copy (9:16 frames the
 /// off-centre set cuts).
 #[test]
 fn a_doubtful_face_is_found_on_a_second_look() {
-    let (src, small, closer) = copies("06-jockey-small.jpg", Some((141, 0, 239, 426)));
-    assert!(face::detect(&small).is_empty(), "found at the first look: nothing to prove");
-    let mut looks = 0;
-    let faces = face::detect_closer(&small, || {
-        looks += 1;
-        Some(closer.clone())
-    });
-    assert_eq!(looks, 1);
-    assert_eq!(faces.len(), 1, "{faces:?}");
-    // In the frame's pixels, the face's centre lies in the labelled box (243,40,36,35 in the photo).
-    let s = f64::from(src.width) / f64::from(small.width);
-    let f = faces[0];
-    let (cx, cy) = (f64::from(f.left + f.width / 2.0) * s + 141.0, f64::from(f.top + f.height / 2.0) * s);
-    assert!((243.0..279.0).contains(&cx) && (40.0..75.0).contains(&cy), "{cx},{cy}: {f:?}");
-    // Without a larger copy there is no second look, and no face.
-    assert!(face::detect_closer(&small, || None).is_empty());
-}
-
-/// The second look costs nothing where the first is sure, or sees nothing like a face; where it
-/// looks and finds nothing (a terrace), it finds nothing whatever copy it is given, and never a
-/// box outside the image.
-#[test]
-fn the_second_look_is_taken_only_on_doubt() {
-    for (file, sure) in [("02-headshot-suit.jpg", true), ("12-two-cyclists.jpg", true), ("27-plane-noface.jpg", false)]
-    {
-        let (_, small, _) = copies(file, None);
-        let faces = face::detect_closer(&small, || panic!("{file}: a second look"));
-        assert_eq!(faces, face::detect(&small), "{file}");
-        assert_eq!(!faces.is_empty(), sure, "{file}: {faces:?}");
-    }
-    let (src, small, closer) = copies("26-terrace-noface.jpg", None);
-    let mut looks = 0;
-    assert!(
-        face::detect_closer(&small, || {
+    for file in ["06-jockey-small.jpg", "43-baseball-pitcher-stands.jpg"] {
+        let (src, small, closer) = copies(file, Some("9:16"));
+        assert!(face::detect(&small).is_empty(), "{file}: found at the first look: nothing to prove");
+        let mut looks = 0;
+        let faces = face::detect_closer(&small, || {
             looks += 1;
             Some(closer.clone())
-        })
-        .is_empty()
-    );
-    assert_eq!(looks, 1, "the terrace has a doubtful spot: the case this test is about");
-    let sized = |w: u32, h: u32| resize::resize(&src, &geometry::Plan::whole(src.width, src.height, w, h)).unwrap();
-    for (w, h) in
-        [(1, 1), (small.width, small.height), (small.width * 2, 1), (small.width * 3, small.height * 3), (1000, 100)]
-    {
-        for f in face::detect_closer(&small, || Some(sized(w, h))) {
-            assert!(f.left >= 0.0 && f.top >= 0.0 && f.width > 0.0 && f.height > 0.0, "{w}x{h}: {f:?}");
-            assert!(
-                f.left + f.width <= small.width as f32 && f.top + f.height <= small.height as f32,
-                "{w}x{h}: {f:?}"
-            );
+        });
+        assert_eq!(looks, 1, "{file}");
+        assert_eq!(faces.len(), 1, "{file}: {faces:?}");
+        let label = main_face(file, "9:16");
+        assert!(centred_in(&faces[0], &small, &src, label), "{file}: {:?} against {label:?}", faces[0]);
+        // Without a larger copy there is no second look, and no face.
+        assert!(face::detect_closer(&small, || None).is_empty(), "{file}");
+    }
+}
+
+/// Faces of about one size get a second look, which ranks them as the labels do where the small
+/// copy alone does not: the three astronauts and the two friends, in the 16:9 frames with the
+/// labelled largest face at the left edge (a square crop holds it and one of the others).
+#[test]
+fn faces_close_in_size_are_measured_twice() {
+    for file in ["04-three-astronauts.jpg", "38-two-friends-cameras.jpg"] {
+        let (src, small, closer) = copies(file, Some("face left"));
+        let label = main_face(file, "face left");
+        let largest = |faces: &[face::Face]| {
+            *faces.iter().max_by(|a, b| (a.width * a.height).total_cmp(&(b.width * b.height))).unwrap()
+        };
+        let first = face::detect(&small);
+        assert!(!centred_in(&largest(&first), &small, &src, label), "{file}: the first look ranks them right");
+        let mut looks = 0;
+        let faces = face::detect_closer(&small, || {
+            looks += 1;
+            Some(closer.clone())
+        });
+        assert_eq!((looks, faces.len()), (1, first.len()), "{file}: {faces:?}");
+        assert!(centred_in(&largest(&faces), &small, &src, label), "{file}: {faces:?} against {label:?}");
+    }
+}
+
+/// The second look costs nothing where the first is sure of one face, or sees nothing like a face;
+/// where it looks (doubt on a terrace, where it finds nothing; two cyclists of about one size), its
+/// boxes stay inside the image whatever copy it is given.
+#[test]
+fn the_second_look_is_taken_only_when_unsure() {
+    for (file, faces) in [("02-headshot-suit.jpg", 1), ("27-plane-noface.jpg", 0)] {
+        let (_, small, _) = copies(file, None);
+        let found = face::detect_closer(&small, || panic!("{file}: a second look"));
+        assert_eq!(found, face::detect(&small), "{file}");
+        assert_eq!(found.len(), faces, "{file}: {found:?}");
+    }
+    for (file, faces) in [("26-terrace-noface.jpg", 0), ("12-two-cyclists.jpg", 2)] {
+        let (src, small, closer) = copies(file, None);
+        let mut looks = 0;
+        let found = face::detect_closer(&small, || {
+            looks += 1;
+            Some(closer.clone())
+        });
+        assert_eq!((looks, found.len()), (1, faces), "{file}: {found:?}");
+        let sized = |w: u32, h: u32| resize::resize(&src, &geometry::Plan::whole(src.width, src.height, w, h)).unwrap();
+        for (w, h) in [
+            (1, 1),
+            (small.width, small.height),
+            (small.width * 2, 1),
+            (small.width * 3, small.height * 3),
+            (1000, 100),
+        ] {
+            for f in face::detect_closer(&small, || Some(sized(w, h))) {
+                assert!(f.left >= 0.0 && f.top >= 0.0 && f.width > 0.0 && f.height > 0.0, "{file} {w}x{h}: {f:?}");
+                assert!(
+                    f.left + f.width <= small.width as f32 && f.top + f.height <= small.height as f32,
+                    "{file} {w}x{h}: {f:?}"
+                );
+            }
         }
     }
 }

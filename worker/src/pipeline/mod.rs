@@ -317,8 +317,8 @@ type SourceBox = (u32, u32, u32, u32);
 
 /// The box the `face` crops of `preset` centre on, for a `size` source (stored orientation) that `base`
 /// holds, possibly box-shrunk, in the source's pixels, and how many faces [`face::detect_closer`] found
-/// on an upright copy at most [`face::SIDE`] a side (looking again at doubtful ones on a copy twice
-/// that). `None` for the box when it found none.
+/// on an upright copy at most [`face::SIDE`] a side (looking again on a copy twice that when the
+/// first look is unsure). `None` for the box when it found none.
 fn face_region(
     base: &Raster,
     size: (u32, u32),
@@ -328,7 +328,7 @@ fn face_region(
     let side = face::SIDE;
     let plan = geometry::plan(base.width(), base.height(), side, side, Fit::Inside);
     let small = orient::apply(resize::resize_raster(base, &plan, (false, false))?.into_pixels(), orientation);
-    // A second look at doubtful candidates reads a copy twice as large, made only then.
+    // A second look reads a copy twice as large, made only then.
     let mut failed = None;
     let faces = face::detect_closer(&small, || {
         let plan = geometry::plan(base.width(), base.height(), side * 2, side * 2, Fit::Inside);

@@ -41,20 +41,6 @@ impl Pixels {
         &self.data[i..i + c]
     }
 
-    /// The `width` x `height` part of the image whose top-left pixel is (`left`, `top`); it must lie
-    /// within the image.
-    pub fn window(&self, left: u32, top: u32, width: u32, height: u32) -> Pixels {
-        assert!(left + width <= self.width && top + height <= self.height, "window outside the image");
-        let ch = usize::from(self.channels);
-        let row = width as usize * ch;
-        let mut data = Vec::with_capacity(row * height as usize);
-        for y in top..top + height {
-            let at = (y as usize * self.width as usize + left as usize) * ch;
-            data.extend_from_slice(&self.data[at..at + row]);
-        }
-        Pixels::new(width, height, self.channels, data)
-    }
-
     /// The same image as RGBA (alpha 255 where there was none), as ThumbHash wants it.
     pub fn to_rgba(&self) -> Vec<u8> {
         match self.channels {
@@ -249,26 +235,6 @@ mod tests {
         assert_eq!(&*p.flatten([255, 255, 255]), &[255, 255, 255, 200, 100, 50]);
         let half = Pixels::new(1, 1, 4, vec![0, 0, 0, 128]);
         assert_eq!(&*half.flatten([255, 0, 255]), &[127, 0, 127]);
-    }
-
-    /// Every window of small images, in every channel count: each pixel is the image's pixel there.
-    #[test]
-    fn a_window_holds_the_pixels_it_covers() {
-        for channels in 1..=4u8 {
-            for (w, h) in [(1, 1), (3, 2), (5, 7)] {
-                let data: Vec<u8> = (0..w * h * u32::from(channels)).map(|i| (i * 7 % 251) as u8).collect();
-                let p = Pixels::new(w, h, channels, data);
-                for (l, t) in (0..w).flat_map(|l| (0..h).map(move |t| (l, t))) {
-                    for (ww, wh) in (1..=w - l).flat_map(|ww| (1..=h - t).map(move |wh| (ww, wh))) {
-                        let win = p.window(l, t, ww, wh);
-                        assert_eq!((win.width, win.height, win.channels), (ww, wh, channels));
-                        for (x, y) in (0..ww).flat_map(|x| (0..wh).map(move |y| (x, y))) {
-                            assert_eq!(win.pixel(x, y), p.pixel(l + x, t + y));
-                        }
-                    }
-                }
-            }
-        }
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! frontal cascade (`rustface`) found 15 of 23 at this size and took longer.
 //!
 //! [`detect`] returns the faces; [`detect_closer`] also takes a second look, on a copy twice as large,
-//! at what the first look was not sure of when it found nothing surer (a face of a dozen pixels on the
-//! small copy: a person standing far off); [`focus`] turns them into the box a crop centres on: around
-//! as many faces as fit in the crops, the largest first.
+//! when the first is unsure: it found only doubtful faces (a face of a dozen pixels on the small copy:
+//! a person standing far off), or faces too close in size to tell which is largest (a group); [`focus`]
+//! turns them into the box a crop centres on: around as many faces as fit in the crops, the largest
+//! first.
 
 pub mod net;
 
@@ -64,59 +65,98 @@ pub fn detect(image: &Pixels) -> Vec<Face> {
 }
 
 /// Candidates scoring at least this, but below [`MIN_SCORE`], are doubtful: when nothing on the
-/// small copy is surer, [`detect_closer`] looks at them again at a higher resolution. On the crop
-/// evaluation set's first 29 photos and the benchmark corpus, a jockey's face too small to be sure of
-/// (13 pixels) scores 0.42 on its frame, and so does the most face-like spot on a photo without a face
-/// (the second look finds nothing there); every other photo without a face scores below 0.3.
-pub const DOUBT_SCORE: f32 = 0.35;
+/// small copy is surer, [`detect_closer`] looks again at a higher resolution. On the crop evaluation
+/// set, small faces (a jockey's under his helmet, a pitcher's under his cap: 10–13 pixels on the
+/// small copy) score 0.31–0.52 there and 0.7–0.8 on a copy twice as large; 2 of its 10 photos without
+/// a face (a terrace, a cat) have a spot scoring 0.3–0.42, where the second look finds nothing; none
+/// of the benchmark corpus photos has one.
+pub const DOUBT_SCORE: f32 = 0.3;
 
-/// At most this many doubtful candidates get a second look.
-pub const SECOND_LOOKS: usize = 2;
-
-/// The side of the window a second look sees, in the higher-resolution copy's pixels: as many
-/// pixels as the detector's copy of a 9:16 frame has, so a look costs no more than the first.
-pub const LOOK_SIDE: u32 = 128;
+/// When the second largest face has at least this share of the largest one's area, which of them is
+/// larger is within what the small copy can tell (its boxes vary by a tenth or more between scales),
+/// so [`detect_closer`] measures them again at a higher resolution.
+pub const CLOSE_SIZES: f32 = 0.8;
 
 /// A higher-resolution copy is worth a second look only when it is at least this much larger.
 const MIN_ZOOM: f32 = 1.25;
 
-/// [`detect`], and when it finds no face but doubtful candidates ([`DOUBT_SCORE`]), a second look at
-/// each of the best [`SECOND_LOOKS`] in a [`LOOK_SIDE`]-pixel window of `closer()`: the same image at
-/// a higher resolution (upright, the whole image; [`SIDE`] times two a side suits). A face found there
-/// must score [`MIN_SCORE`] as any face does. Faces in `image`'s pixels, best first. `closer` is called
-/// only for a second look.
+/// [`detect`], and a second look at the whole image at a higher resolution (`closer()`: upright;
+/// [`SIDE`] times two a side suits) when the first look is unsure:
+/// - it found no face, but doubtful candidates ([`DOUBT_SCORE`]): the faces are what the second look
+///   finds (a face must still score [`MIN_SCORE`]);
+/// - the two largest faces are close in size ([`CLOSE_SIZES`]), so which one a crop keeps first is
+///   not yet known: each face found by both looks gets the mean of its two boxes, and a face only one
+///   look found is kept as that look saw it.
+///
+/// Faces in `image`'s pixels, best first. `closer` is called only for a second look.
 pub fn detect_closer(image: &Pixels, closer: impl FnOnce() -> Option<Pixels>) -> Vec<Face> {
     let found = scan(image, DOUBT_SCORE);
-    if found.iter().any(|f| f.score >= MIN_SCORE) {
-        return found.into_iter().filter(|f| f.score >= MIN_SCORE).collect();
+    let doubtful = !found.is_empty() && found.iter().all(|f| f.score < MIN_SCORE);
+    let sure: Vec<Face> = found.into_iter().filter(|f| f.score >= MIN_SCORE).collect();
+    if !doubtful && !close_in_size(&sure) {
+        return sure;
     }
-    if found.is_empty() {
-        return found;
-    }
-    let Some(zoomed) = closer() else { return Vec::new() };
+    let Some(zoomed) = closer() else { return sure };
     let (zx, zy) = (zoomed.width as f32 / image.width as f32, zoomed.height as f32 / image.height as f32);
     if zx.min(zy) < MIN_ZOOM {
-        return Vec::new();
+        return sure;
     }
-    let mut faces = Vec::new();
-    for doubt in found.iter().take(SECOND_LOOKS) {
-        let (cx, cy) = ((doubt.left + doubt.width / 2.0) * zx, (doubt.top + doubt.height / 2.0) * zy);
-        let place = |centre: f32, side: u32| {
-            let w = LOOK_SIDE.min(side);
-            ((centre - w as f32 / 2.0).max(0.0) as u32).min(side - w)
-        };
-        let (l, t) = (place(cx, zoomed.width), place(cy, zoomed.height));
-        let window = zoomed.window(l, t, LOOK_SIDE.min(zoomed.width), LOOK_SIDE.min(zoomed.height));
-        for f in detect(&window) {
+    let again: Vec<Face> = detect(&zoomed)
+        .into_iter()
+        .filter_map(|f| {
             // Back to `image`'s pixels, within it.
-            let (left, top) = ((l as f32 + f.left) / zx, (t as f32 + f.top) / zy);
-            let right = ((l as f32 + f.left + f.width) / zx).min(image.width as f32);
-            let bottom = ((t as f32 + f.top + f.height) / zy).min(image.height as f32);
-            if right > left && bottom > top {
-                faces.push(Face { left, top, width: right - left, height: bottom - top, score: f.score });
+            let (left, top) = (f.left / zx, f.top / zy);
+            let right = ((f.left + f.width) / zx).min(image.width as f32);
+            let bottom = ((f.top + f.height) / zy).min(image.height as f32);
+            (right > left && bottom > top).then_some(Face {
+                left,
+                top,
+                width: right - left,
+                height: bottom - top,
+                score: f.score,
+            })
+        })
+        .collect();
+    merge(&sure, &again)
+}
+
+/// Whether the two largest of `faces` are too close in size for one look to rank ([`CLOSE_SIZES`]).
+fn close_in_size(faces: &[Face]) -> bool {
+    let mut areas: Vec<f32> = faces.iter().map(Face::area).collect();
+    areas.sort_by(|a, b| b.total_cmp(a));
+    matches!(areas[..], [first, second, ..] if second >= first * CLOSE_SIZES)
+}
+
+/// The faces two looks at one image found: a face both found (overlapping by more than [`NMS_IOU`];
+/// each face of `first` in turn pairs with the unpaired `second` face it overlaps most) gets the mean
+/// of its two boxes and scores, a face only one look found is kept as it is; best first, as
+/// [`suppress`] keeps them.
+fn merge(first: &[Face], second: &[Face]) -> Vec<Face> {
+    let mut paired = vec![false; second.len()];
+    let mut faces = Vec::with_capacity(first.len() + second.len());
+    for f in first {
+        let twin = (0..second.len())
+            .filter(|&j| !paired[j])
+            .map(|j| (j, f.iou(&second[j])))
+            .filter(|&(_, iou)| iou > NMS_IOU)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        faces.push(match twin {
+            Some((j, _)) => {
+                paired[j] = true;
+                let g = &second[j];
+                let mean = |a: f32, b: f32| (a + b) / 2.0;
+                Face {
+                    left: mean(f.left, g.left),
+                    top: mean(f.top, g.top),
+                    width: mean(f.width, g.width),
+                    height: mean(f.height, g.height),
+                    score: mean(f.score, g.score),
+                }
             }
-        }
+            None => *f,
+        });
     }
+    faces.extend(second.iter().zip(&paired).filter(|(_, p)| !**p).map(|(g, _)| *g));
     suppress(faces)
 }
 
@@ -338,6 +378,48 @@ mod tests {
             }
         }
         assert!(detect(&Pixels::new(0, 0, 3, vec![])).is_empty());
+    }
+
+    fn face(left: f32, top: f32, width: f32, height: f32, score: f32) -> Face {
+        Face { left, top, width, height, score }
+    }
+
+    /// Every ratio of the two largest areas on a fine grid, in any order and with a smaller third:
+    /// close from [`CLOSE_SIZES`] up, not below; one face or none is never close.
+    #[test]
+    fn faces_are_close_in_size_from_the_threshold_up() {
+        assert!(!close_in_size(&[]));
+        assert!(!close_in_size(&[face(0.0, 0.0, 10.0, 10.0, 0.9)]));
+        for step in 1..=100 {
+            let ratio = step as f32 / 100.0;
+            let big = face(0.0, 0.0, 20.0, 20.0, 0.9);
+            let second = face(50.0, 0.0, 20.0 * ratio, 20.0, 0.8);
+            let tiny = face(90.0, 0.0, 1.0, 1.0, 0.7);
+            let want = ratio >= CLOSE_SIZES;
+            for order in [[big, second, tiny], [second, tiny, big], [tiny, big, second]] {
+                assert_eq!(close_in_size(&order), want, "ratio {ratio}");
+            }
+        }
+    }
+
+    #[test]
+    fn two_looks_merge_into_one_box_per_face() {
+        let a = face(10.0, 10.0, 20.0, 20.0, 0.875);
+        let a2 = face(12.0, 8.0, 24.0, 24.0, 0.625);
+        let b = face(100.0, 10.0, 20.0, 20.0, 0.8);
+        let c = face(200.0, 10.0, 10.0, 10.0, 0.65);
+        // A face both looks found: the mean box and score; one only one look found: as it was.
+        let merged = merge(&[a, b], &[c, a2]);
+        assert_eq!(merged, vec![b, face(11.0, 9.0, 22.0, 22.0, 0.75), c], "best first");
+        // Either look alone.
+        assert_eq!(merge(&[a, b], &[]), vec![a, b]);
+        assert_eq!(merge(&[], &[c, a2]), vec![c, a2]);
+        // A face pairs with the face of the other look it overlaps most (and the duplicate left over
+        // is suppressed).
+        let (most, less) = (face(11.0, 10.0, 20.0, 20.0, 0.625), face(16.0, 10.0, 20.0, 20.0, 0.5));
+        assert_eq!(merge(&[a], &[less, most]), vec![face(10.5, 10.0, 20.0, 20.0, 0.75)]);
+        // Faces that do not overlap enough are two faces.
+        assert_eq!(merge(&[a], &[face(25.0, 10.0, 20.0, 20.0, 0.7)]).len(), 2);
     }
 
     #[test]
