@@ -287,8 +287,9 @@ fn faces_close_in_size_are_measured_twice() {
 }
 
 /// The second look costs nothing where the first is sure of one face, or sees nothing like a face;
-/// where it looks (doubt on a terrace, where it finds nothing; two cyclists of about one size), its
-/// boxes stay inside the image whatever copy it is given.
+/// where it looks (doubt on a terrace, where it finds nothing; two cyclists of about one size), a copy
+/// too small to be worth it leaves the first look's faces, and whatever larger copy it is given, in
+/// proportion or not, its boxes stay inside the image.
 #[test]
 fn the_second_look_is_taken_only_when_unsure() {
     for (file, faces) in [("02-headshot-suit.jpg", 1), ("27-plane-noface.jpg", 0)] {
@@ -297,6 +298,7 @@ fn the_second_look_is_taken_only_when_unsure() {
         assert_eq!(found, face::detect(&small), "{file}");
         assert_eq!(found.len(), faces, "{file}: {found:?}");
     }
+    let mut checked = 0;
     for (file, faces) in [("26-terrace-noface.jpg", 0), ("12-two-cyclists.jpg", 2)] {
         let (src, small, closer) = copies(file, None);
         let mut looks = 0;
@@ -306,20 +308,19 @@ fn the_second_look_is_taken_only_when_unsure() {
         });
         assert_eq!((looks, found.len()), (1, faces), "{file}: {found:?}");
         let sized = |w: u32, h: u32| resize::resize(&src, &geometry::Plan::whole(src.width, src.height, w, h)).unwrap();
-        for (w, h) in [
-            (1, 1),
-            (small.width, small.height),
-            (small.width * 2, 1),
-            (small.width * 3, small.height * 3),
-            (1000, 100),
-        ] {
-            for f in face::detect_closer(&small, || Some(sized(w, h))) {
-                assert!(f.left >= 0.0 && f.top >= 0.0 && f.width > 0.0 && f.height > 0.0, "{file} {w}x{h}: {f:?}");
-                assert!(
-                    f.left + f.width <= small.width as f32 && f.top + f.height <= small.height as f32,
-                    "{file} {w}x{h}: {f:?}"
-                );
+        let (w, h) = (small.width, small.height);
+        for (cw, ch) in [(1, 1), (w, h), (w * 2, 1), (w * 5 / 4 - 1, h * 2), (w * 2, h * 5 / 4 - 1)] {
+            assert_eq!(face::detect_closer(&small, || Some(sized(cw, ch))), face::detect(&small), "{file} {cw}x{ch}");
+        }
+        for (cw, ch) in
+            [(w * 3, h * 3), (w * 2, h * 5 / 4 + 1), (w * 4, h * 2), (w * 2 - 1, h * 2 + 1), (w * 5 / 4 + 1, h * 4)]
+        {
+            for f in face::detect_closer(&small, || Some(sized(cw, ch))) {
+                checked += 1;
+                assert!(f.left >= 0.0 && f.top >= 0.0 && f.width > 0.0 && f.height > 0.0, "{file} {cw}x{ch}: {f:?}");
+                assert!(f.left + f.width <= w as f32 && f.top + f.height <= h as f32, "{file} {cw}x{ch}: {f:?}");
             }
         }
     }
+    assert!(checked > 0, "no box was checked");
 }

@@ -318,7 +318,8 @@ type SourceBox = (u32, u32, u32, u32);
 /// The box the `face` crops of `preset` centre on, for a `size` source (stored orientation) that `base`
 /// holds, possibly box-shrunk, in the source's pixels, and how many faces [`face::detect_closer`] found
 /// on an upright copy at most [`face::SIDE`] a side (looking again on a copy twice that when the
-/// first look is unsure). `None` for the box when it found none.
+/// first look is unsure; the copy is made from `base`, so a source decoded small, as a JPEG is for a
+/// preset of small renditions only, may be too small for a second look, and keeps the first's faces). `None` for the box when it found none.
 fn face_region(
     base: &Raster,
     size: (u32, u32),

@@ -5,7 +5,7 @@
 //! `worker/models/`), a 75 000-parameter convolutional network run in-process by [`net`] on a copy at
 //! most [`SIDE`] pixels a side. Chosen by measurement on the crop evaluation set
 //! (docs/performance.md): it finds the main face in 22 of 23 photos at this size, profiles and
-//! sunglasses included, with no false positive on the photos without one, in about 2 ms; SeetaFace's
+//! sunglasses included, with no false positive on the photos without one, in 2–4 ms; SeetaFace's
 //! frontal cascade (`rustface`) found 15 of 23 at this size and took longer.
 //!
 //! [`detect`] returns the faces; [`detect_closer`] also takes a second look, on a copy twice as large,
@@ -64,17 +64,18 @@ pub fn detect(image: &Pixels) -> Vec<Face> {
     scan(image, MIN_SCORE)
 }
 
-/// Candidates scoring at least this, but below [`MIN_SCORE`], are doubtful: when nothing on the
-/// small copy is surer, [`detect_closer`] looks again at a higher resolution. On the crop evaluation
-/// set, small faces (a jockey's under his helmet, a pitcher's under his cap: 10–13 pixels on the
-/// small copy) score 0.31–0.52 there and 0.7–0.8 on a copy twice as large; 2 of its 10 photos without
-/// a face (a terrace, a cat) have a spot scoring 0.3–0.42, where the second look finds nothing; none
-/// of the benchmark corpus photos has one.
+/// Candidates scoring at least this, but below [`MIN_SCORE`], are doubtful: when the small copy
+/// shows one and no surer face, [`detect_closer`] looks again at a higher resolution. On the crop
+/// evaluation set's frames, a jockey's face under his helmet and a pitcher's under his cap, 11–14
+/// pixels on the small copy, bring the best candidate of their frames to 0.34–0.52 and score 0.73–0.79
+/// on a copy twice as large; 2 of its 10 photos without a face (a terrace, a masked snowboarder) have
+/// a spot scoring 0.3 or more, where the second look finds nothing; none of the benchmark corpus
+/// photos has one.
 pub const DOUBT_SCORE: f32 = 0.3;
 
-/// When the second largest face has at least this share of the largest one's area, which of them is
-/// larger is within what the small copy can tell (its boxes vary by a tenth or more between scales),
-/// so [`detect_closer`] measures them again at a higher resolution.
+/// When the second largest face has at least this share of the largest one's area, the small copy
+/// cannot tell which is larger (a face's box on it and on a copy twice as large differ by up to a
+/// tenth), so [`detect_closer`] measures them again at a higher resolution.
 pub const CLOSE_SIZES: f32 = 0.8;
 
 /// A higher-resolution copy is worth a second look only when it is at least this much larger.
@@ -85,10 +86,10 @@ const MIN_ZOOM: f32 = 1.25;
 /// - it found no face, but doubtful candidates ([`DOUBT_SCORE`]): the faces are what the second look
 ///   finds (a face must still score [`MIN_SCORE`]);
 /// - the two largest faces are close in size ([`CLOSE_SIZES`]), so which one a crop keeps first is
-///   not yet known: each face found by both looks gets the mean of its two boxes, and a face only one
-///   look found is kept as that look saw it.
+///   not yet known: the faces are the first look's, each measured again ([`remeasure`]).
 ///
-/// Faces in `image`'s pixels, best first. `closer` is called only for a second look.
+/// Faces in `image`'s pixels, best first. `closer` is called only for a second look; without it, or
+/// when it is less than 1.25 times `image`'s size, the faces are the first look's.
 pub fn detect_closer(image: &Pixels, closer: impl FnOnce() -> Option<Pixels>) -> Vec<Face> {
     let found = scan(image, DOUBT_SCORE);
     let doubtful = !found.is_empty() && found.iter().all(|f| f.score < MIN_SCORE);
@@ -117,7 +118,7 @@ pub fn detect_closer(image: &Pixels, closer: impl FnOnce() -> Option<Pixels>) ->
             })
         })
         .collect();
-    merge(&sure, &again)
+    if doubtful { again } else { remeasure(&sure, &again) }
 }
 
 /// Whether the two largest of `faces` are too close in size for one look to rank ([`CLOSE_SIZES`]).
@@ -127,37 +128,36 @@ fn close_in_size(faces: &[Face]) -> bool {
     matches!(areas[..], [first, second, ..] if second >= first * CLOSE_SIZES)
 }
 
-/// The faces two looks at one image found: a face both found (overlapping by more than [`NMS_IOU`];
-/// each face of `first` in turn pairs with the unpaired `second` face it overlaps most) gets the mean
-/// of its two boxes and scores, a face only one look found is kept as it is; best first, as
-/// [`suppress`] keeps them.
-fn merge(first: &[Face], second: &[Face]) -> Vec<Face> {
-    let mut paired = vec![false; second.len()];
-    let mut faces = Vec::with_capacity(first.len() + second.len());
-    for f in first {
-        let twin = (0..second.len())
-            .filter(|&j| !paired[j])
-            .map(|j| (j, f.iou(&second[j])))
-            .filter(|&(_, iou)| iou > NMS_IOU)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        faces.push(match twin {
-            Some((j, _)) => {
-                paired[j] = true;
-                let g = &second[j];
-                let mean = |a: f32, b: f32| (a + b) / 2.0;
-                Face {
-                    left: mean(f.left, g.left),
-                    top: mean(f.top, g.top),
-                    width: mean(f.width, g.width),
-                    height: mean(f.height, g.height),
-                    score: mean(f.score, g.score),
-                }
-            }
-            None => *f,
-        });
+/// The faces of `first`, each measured again by `second`, a look at the same image: a face that a
+/// face of `second` overlaps by more than [`NMS_IOU`] gets the mean of the two boxes and scores
+/// (pairs are made best overlap first, and each face is in one pair at most); the others stay as they
+/// were. Faces only `second` found are left out. Best first.
+fn remeasure(first: &[Face], second: &[Face]) -> Vec<Face> {
+    let mut pairs: Vec<(usize, usize, f32)> = (0..first.len())
+        .flat_map(|i| (0..second.len()).map(move |j| (i, j)))
+        .map(|(i, j)| (i, j, first[i].iou(&second[j])))
+        .filter(|&(_, _, iou)| iou > NMS_IOU)
+        .collect();
+    pairs.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let mut faces = first.to_vec();
+    let (mut measured, mut used) = (vec![false; first.len()], vec![false; second.len()]);
+    for (i, j, _) in pairs {
+        if measured[i] || used[j] {
+            continue;
+        }
+        (measured[i], used[j]) = (true, true);
+        let (f, g) = (first[i], second[j]);
+        let mean = |a: f32, b: f32| (a + b) / 2.0;
+        faces[i] = Face {
+            left: mean(f.left, g.left),
+            top: mean(f.top, g.top),
+            width: mean(f.width, g.width),
+            height: mean(f.height, g.height),
+            score: mean(f.score, g.score),
+        };
     }
-    faces.extend(second.iter().zip(&paired).filter(|(_, p)| !**p).map(|(g, _)| *g));
-    suppress(faces)
+    faces.sort_by(|a, b| b.score.total_cmp(&a.score));
+    faces
 }
 
 /// Every candidate scoring at least `min_score`, as [`detect`] describes.
@@ -403,23 +403,30 @@ mod tests {
     }
 
     #[test]
-    fn two_looks_merge_into_one_box_per_face() {
+    fn a_second_look_measures_each_face_again() {
         let a = face(10.0, 10.0, 20.0, 20.0, 0.875);
         let a2 = face(12.0, 8.0, 24.0, 24.0, 0.625);
         let b = face(100.0, 10.0, 20.0, 20.0, 0.8);
         let c = face(200.0, 10.0, 10.0, 10.0, 0.65);
-        // A face both looks found: the mean box and score; one only one look found: as it was.
-        let merged = merge(&[a, b], &[c, a2]);
-        assert_eq!(merged, vec![b, face(11.0, 9.0, 22.0, 22.0, 0.75), c], "best first");
-        // Either look alone.
-        assert_eq!(merge(&[a, b], &[]), vec![a, b]);
-        assert_eq!(merge(&[], &[c, a2]), vec![c, a2]);
-        // A face pairs with the face of the other look it overlaps most (and the duplicate left over
-        // is suppressed).
+        // A face both looks found: the mean box and score; one the second look missed: as it was; one
+        // only the second look found: left out.
+        assert_eq!(remeasure(&[a, b], &[c, a2]), vec![b, face(11.0, 9.0, 22.0, 22.0, 0.75)], "best first");
+        assert_eq!(remeasure(&[a, b], &[]), vec![a, b]);
+        assert!(remeasure(&[], &[c, a2]).is_empty());
+        // Pairs are made best overlap first: a face of the second look that overlaps two faces of the
+        // first (touching heads) measures the one it overlaps most, and the other keeps its own box.
+        let left = face(0.0, 0.0, 20.0, 20.0, 0.875);
+        let right = face(14.0, 0.0, 20.0, 20.0, 0.75);
+        let between = face(8.0, 0.0, 20.0, 20.0, 0.625);
+        assert!(left.iou(&between) > NMS_IOU && right.iou(&between) > left.iou(&between));
+        assert_eq!(remeasure(&[left, right], &[between]), vec![left, face(11.0, 0.0, 20.0, 20.0, 0.6875)]);
+        // Each face is in one pair: two second-look faces over one first-look face, the closer counts.
         let (most, less) = (face(11.0, 10.0, 20.0, 20.0, 0.625), face(16.0, 10.0, 20.0, 20.0, 0.5));
-        assert_eq!(merge(&[a], &[less, most]), vec![face(10.5, 10.0, 20.0, 20.0, 0.75)]);
-        // Faces that do not overlap enough are two faces.
-        assert_eq!(merge(&[a], &[face(25.0, 10.0, 20.0, 20.0, 0.7)]).len(), 2);
+        assert_eq!(remeasure(&[a], &[less, most]), vec![face(10.5, 10.0, 20.0, 20.0, 0.75)]);
+        // Faces that do not overlap enough are not the same face.
+        let off = face(25.0, 10.0, 20.0, 20.0, 0.7);
+        assert!(a.iou(&off) <= NMS_IOU);
+        assert_eq!(remeasure(&[a], &[off]), vec![a]);
     }
 
     #[test]
