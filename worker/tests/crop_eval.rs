@@ -2,8 +2,8 @@
 //! licences in SOURCES.md). For each crop mode, the share of cases in which the whole main face with
 //! its headroom lies inside both the `thumb` and the `medium` crop, on the photos as they are and on
 //! off-centre frames cut from them (16:9 with the face at the left or right edge, 9:16 with the face at
-//! the top), kept only where a square crop can keep the face and the centred one cuts it. The crop boxes are the ones
-//! the pipeline itself plans, from the focus the render reports.
+//! the top), kept only where a square crop can keep the face and the centred one cuts it. The crop
+//! boxes are the ones the pipeline itself plans, from the focus the render reports.
 //!
 //! Figures are printed (docs/performance.md); asserted: every case renders, photos without a face
 //! too; `face` keeps the face in at least 95 % of the off-centre cases and in no fewer of the photos
@@ -207,9 +207,9 @@ fn crop_modes_on_the_evaluation_set() {
     assert!(face >= centre, "face {face} against centre {centre} on the photos as they are");
 }
 
-/// A frame of the set (a photo, or `frame`'s off-centre frame of it), and its detector copy
-/// ([`face::SIDE`] a side) and a copy twice that.
-fn copies(file: &str, frame: Option<&str>) -> (Pixels, Pixels, Pixels) {
+/// A frame of the set (a photo, or `frame`'s off-centre frame of it), its detector copy
+/// ([`face::SIDE`] a side), a copy twice that, and the frame's main face (in its pixels).
+fn copies(file: &str, frame: Option<&str>) -> (Pixels, Pixels, Pixels, Option<Rect>) {
     let (w, h, rgb) = common::decode_jpeg(&std::fs::read(format!("{DIR}/{file}")).unwrap());
     let case = match frame {
         None => cut(file.into(), &rgb, w, (0, 0, w, h), None),
@@ -222,15 +222,7 @@ fn copies(file: &str, frame: Option<&str>) -> (Pixels, Pixels, Pixels) {
     let src = Pixels::new(case.width, case.height, 3, case.rgb);
     let at = |side| resize::resize(&src, &geometry::plan(src.width, src.height, side, side, Fit::Inside)).unwrap();
     let (small, closer) = (at(face::SIDE), at(face::SIDE * 2));
-    (src, small, closer)
-}
-
-/// The main face's box in an off-centre frame's pixels.
-fn main_face(file: &str, label: &str) -> Rect {
-    let photo = photos().into_iter().find(|p| p.file == file).unwrap();
-    let (_, _, rgb) = common::decode_jpeg(&std::fs::read(format!("{DIR}/{file}")).unwrap());
-    let case = off_centre(&photo, &rgb).into_iter().find(|c| c.name.contains(label)).unwrap();
-    case.face.unwrap()
+    (src, small, closer, case.face)
 }
 
 /// `f` (in `small`'s pixels) has its centre inside `label` (in `src`'s).
@@ -247,7 +239,8 @@ fn centred_in(f: &face::Face, small: &Pixels, src: &Pixels, (x, y, w, h): Rect) 
 #[test]
 fn a_doubtful_face_is_found_on_a_second_look() {
     for file in ["06-jockey-small.jpg", "43-baseball-pitcher-stands.jpg"] {
-        let (src, small, closer) = copies(file, Some("9:16"));
+        let (src, small, closer, label) = copies(file, Some("9:16"));
+        let label = label.unwrap();
         assert!(face::detect(&small).is_empty(), "{file}: found at the first look: nothing to prove");
         let mut looks = 0;
         let faces = face::detect_closer(&small, || {
@@ -256,7 +249,6 @@ fn a_doubtful_face_is_found_on_a_second_look() {
         });
         assert_eq!(looks, 1, "{file}");
         assert_eq!(faces.len(), 1, "{file}: {faces:?}");
-        let label = main_face(file, "9:16");
         assert!(centred_in(&faces[0], &small, &src, label), "{file}: {:?} against {label:?}", faces[0]);
         // Without a larger copy there is no second look, and no face.
         assert!(face::detect_closer(&small, || None).is_empty(), "{file}");
@@ -269,8 +261,8 @@ fn a_doubtful_face_is_found_on_a_second_look() {
 #[test]
 fn faces_close_in_size_are_measured_twice() {
     for file in ["04-three-astronauts.jpg", "38-two-friends-cameras.jpg"] {
-        let (src, small, closer) = copies(file, Some("face left"));
-        let label = main_face(file, "face left");
+        let (src, small, closer, label) = copies(file, Some("face left"));
+        let label = label.unwrap();
         let largest = |faces: &[face::Face]| {
             *faces.iter().max_by(|a, b| (a.width * a.height).total_cmp(&(b.width * b.height))).unwrap()
         };
@@ -293,14 +285,14 @@ fn faces_close_in_size_are_measured_twice() {
 #[test]
 fn the_second_look_is_taken_only_when_unsure() {
     for (file, faces) in [("02-headshot-suit.jpg", 1), ("27-plane-noface.jpg", 0)] {
-        let (_, small, _) = copies(file, None);
+        let (_, small, _, _) = copies(file, None);
         let found = face::detect_closer(&small, || panic!("{file}: a second look"));
         assert_eq!(found, face::detect(&small), "{file}");
         assert_eq!(found.len(), faces, "{file}: {found:?}");
     }
     let mut checked = 0;
     for (file, faces) in [("26-terrace-noface.jpg", 0), ("12-two-cyclists.jpg", 2)] {
-        let (src, small, closer) = copies(file, None);
+        let (src, small, closer, _) = copies(file, None);
         let mut looks = 0;
         let found = face::detect_closer(&small, || {
             looks += 1;

@@ -319,28 +319,23 @@ type SourceBox = (u32, u32, u32, u32);
 /// holds, possibly box-shrunk, in the source's pixels, and how many faces [`face::detect_closer`] found
 /// on an upright copy at most [`face::SIDE`] a side (looking again on a copy twice that when the
 /// first look is unsure; the copy is made from `base`, so a source decoded small, as a JPEG is for a
-/// preset of small renditions only, may be too small for a second look, and keeps the first's faces). `None` for the box when it found none.
+/// preset of small renditions only, may be too small for a second look, and keeps the first's
+/// faces). `None` for the box when it found none.
 fn face_region(
     base: &Raster,
     size: (u32, u32),
     preset: &Preset,
     orientation: u8,
 ) -> Result<(Option<SourceBox>, u32), ResizeError> {
-    let side = face::SIDE;
-    let plan = geometry::plan(base.width(), base.height(), side, side, Fit::Inside);
-    let small = orient::apply(resize::resize_raster(base, &plan, (false, false))?.into_pixels(), orientation);
+    // An upright copy at most `side` a side.
+    let copy = |side| {
+        let plan = geometry::plan(base.width(), base.height(), side, side, Fit::Inside);
+        Ok(orient::apply(resize::resize_raster(base, &plan, (false, false))?.into_pixels(), orientation))
+    };
+    let small = copy(face::SIDE)?;
     // A second look reads a copy twice as large, made only then.
     let mut failed = None;
-    let faces = face::detect_closer(&small, || {
-        let plan = geometry::plan(base.width(), base.height(), side * 2, side * 2, Fit::Inside);
-        match resize::resize_raster(base, &plan, (false, false)) {
-            Ok(closer) => Some(orient::apply(closer.into_pixels(), orientation)),
-            Err(e) => {
-                failed = Some(e);
-                None
-            }
-        }
-    });
+    let faces = face::detect_closer(&small, || copy(face::SIDE * 2).map_err(|e| failed = Some(e)).ok());
     if let Some(e) = failed {
         return Err(e);
     }
